@@ -1,0 +1,62 @@
+"""Every default that comes from the paper, in one place (see shared SPEC.md §1–4).
+
+Nothing here imports TensorFlow.
+"""
+
+# §2 — initialisation matching the prior's kernel: W ~ N(0, σw²/fan_in), b ~ N(0, σb²).
+SIGMAS = {
+    "mnist": (2.0 ** 0.5, 1.0),
+    "cifar_cats_cars": (2.0 ** 0.5, 1.0),
+    "boolean": (1.0, 0.1),
+}
+
+# §2 — FCN presets (hidden widths); the input width comes from the task.
+FCN_PRESETS = {
+    "fcn": (40, 40),          # d-40-40-1, all tasks
+    "fcn-small": (10, 40),    # 784-10-40-1, Hessian figures
+}
+
+# §1 — the paper's sizes (S, E, list of A) per task.
+PAPER_SIZES = {
+    "mnist": dict(train_size=500, test_size=1000, attack_sizes=tuple(range(0, 501, 50))),
+    "cifar_cats_cars": dict(train_size=5000, test_size=2000, attack_sizes=tuple(range(0, 5001, 500))),
+    "mnist_large": dict(train_size=10000, test_size=1000, attack_sizes=tuple(range(1000, 9001, 1000))),
+}
+
+# §3 — optimizers: paper defaults (authors' code: SGD lr 0.01, batch 32; Keras defaults otherwise).
+BATCH_SIZE = 32
+OPTIMIZERS = {
+    "sgd": dict(learning_rate=0.01),
+    "gd": dict(learning_rate=0.01),             # full batch
+    "momentum": dict(learning_rate=0.01, momentum=0.9),
+    "adam": dict(learning_rate=0.001),
+    "adagrad": dict(learning_rate=0.001),
+    "rmsprop": dict(learning_rate=0.001),
+    # Chaudhari et al. (2019), reference implementation's MNIST setting.
+    "entropy-sgd": dict(learning_rate=1.0, inner_steps=20, inner_lr=0.1, gamma0=1e-4,
+                        gamma1=1e-3, noise=1e-4, alpha=0.75),
+}
+MAX_EPOCHS = 10000
+
+# §4, Table 1 — sharpness: (ζ, batch size, lr, epochs) per (task, model family).
+SHARPNESS = {
+    ("boolean", "fcn"): dict(zeta=1e-4, batch_size=16, lr=1e-3, epochs=10),
+    ("mnist", "fcn"): dict(zeta=1e-4, batch_size=32, lr=1e-3, epochs=100),
+    ("cifar_cats_cars", "fcn"): dict(zeta=1e-5, batch_size=128, lr=5e-5, epochs=100),
+    ("cifar_cats_cars", "resnet50"): dict(zeta=1e-5, batch_size=128, lr=100.0, epochs=100),
+}
+HESSIAN_TOP_K = 50
+
+# §5 — prior.
+EMPIRICAL_KERNEL_FRACTION = 0.1     # M = 0.1 (|S| + |E|) random initialisations (eq. 7)
+PAC_BAYES_DELTA = 0.05
+
+# §5.1 — Boolean system.
+BOOLEAN_BITS = 7
+BOOLEAN_PAPER_SAMPLES = 10 ** 8
+BOOLEAN_PAPER_TOP = 1000
+
+
+def model_family(model: str) -> str:
+    """'fcn', 'fcn-small', custom widths → 'fcn'; 'resnet50' → 'resnet50'."""
+    return "resnet50" if model == "resnet50" else "fcn"

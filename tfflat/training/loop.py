@@ -1,0 +1,196 @@
+"""Training on S ∪ A to the first zero-error epoch (SPEC §3), one compiled call per epoch.
+
+Each epoch is a single ``tf.function`` (XLA-compiled for dense networks): an in-graph shuffle,
+a loop over minibatches, and the optimizer updates. The last partial minibatch is padded and
+masked, so its gradient equals that of the smaller batch. After every epoch the network is
+evaluated (inference mode) on S, A and E in one more compiled call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from tfflat import defaults
+from tfflat.data import Splits
+from tfflat.errors import UserError
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did. ``history[0]`` is the initialisation (epoch 0)."""
+
+    zero_error_epoch: int | None
+    epochs: int
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+    gradient_evaluations: int = 0
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1]
+
+    @property
+    def train_accuracy(self) -> float:
+        return self.final["acc_S"]
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.final["acc_E"]
+
+
+def sigmoid_ce(logits, labels):
+    """Per-example sigmoid cross-entropy on one logit; labels 0/1."""
+    import tensorflow as tf
+
+    return tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(labels, logits.dtype),
+                                                   logits=tf.reshape(logits, [-1]))
+
+
+def is_dense(model) -> bool:
+    import keras
+
+    return all(isinstance(l, (keras.layers.Dense, keras.layers.Flatten, keras.layers.InputLayer))
+               for l in model.layers)
+
+
+class Trainer:
+    """Compiled epoch and evaluation functions for one (model, optimizer, S ∪ A) triple.
+
+    Args:
+      model: a Keras model with one logit.
+      optimizer: a Keras optimizer (any, including :class:`~tfflat.training.entropy_sgd.EntropySGD`).
+      x_fit, y_fit: the training set S ∪ A (labels 0/1).
+      batch_size: minibatch size; ``None`` or ≥ |S ∪ A| means full batch.
+      seed: shuffling seed.
+      jit_compile: XLA-compile the epoch; default: only for dense networks.
+    """
+
+    def __init__(self, model, optimizer, x_fit, y_fit, batch_size: int | None, seed: int = 0,
+                 jit_compile: bool | None = None):
+        import tensorflow as tf
+
+        n = len(y_fit)
+        if n == 0:
+            raise UserError("the training set S ∪ A is empty")
+        bs = n if batch_size is None else int(batch_size)
+        if bs < 1:
+            raise UserError(f"--batch-size must be ≥ 1, got {batch_size}")
+        bs = min(bs, n)
+        self.model, self.optimizer, self.n, self.batch_size = model, optimizer, n, bs
+        self.batches = math.ceil(n / bs)
+        inner = int(getattr(optimizer, "inner_steps", 1))   # Entropy-SGD: whole outer steps per epoch
+        self.steps = math.ceil(self.batches / inner) * inner
+        self.jit = is_dense(model) if jit_compile is None else bool(jit_compile)
+        self.x = tf.constant(x_fit, tf.float32)
+        self.y = tf.constant(y_fit, tf.float32)
+        self.gen = tf.random.Generator.from_seed(seed)
+        optimizer.build(model.trainable_variables)
+        pad = self.batches * bs - n
+        steps, batches, variables = self.steps, self.batches, model.trainable_variables
+
+        def epoch():
+            perm = tf.cast(tf.argsort(self.gen.uniform([n]), stable=True), tf.int32)
+            slots = tf.reshape(tf.concat([perm, tf.fill([pad], -1)], 0), [batches, bs])
+            for b in tf.range(steps):
+                idx = tf.gather(slots, b % batches)
+                mask = tf.cast(idx >= 0, tf.float32)
+                safe = tf.maximum(idx, 0)
+                xb, yb = tf.gather(self.x, safe), tf.gather(self.y, safe)
+                with tf.GradientTape() as tape:
+                    ce = sigmoid_ce(model(xb, training=True), yb)
+                    loss = tf.reduce_sum(ce * mask) / tf.reduce_sum(mask)
+                optimizer.apply(tape.gradient(loss, variables), variables)
+            return loss
+
+        self._epoch = tf.function(epoch, jit_compile=self.jit)
+        self._logits = tf.function(lambda x: tf.reshape(model(x, training=False), [-1]),
+                                   jit_compile=self.jit, reduce_retracing=True)
+
+    def epoch(self) -> None:
+        """One pass over S ∪ A (Entropy-SGD: rounded up to whole outer steps)."""
+        self._epoch()
+
+    def logits(self, x: np.ndarray, chunk: int | None = None) -> np.ndarray:
+        """Inference-mode logits, in chunks (default: one chunk for dense nets, 256 otherwise)."""
+        chunk = chunk or (len(x) if self.jit else 256)
+        if len(x) == 0:
+            return np.zeros(0, np.float32)
+        return np.concatenate([self._logits(x[i:i + chunk]).numpy() for i in range(0, len(x), max(chunk, 1))])
+
+
+def evaluate(logits_fn: Callable[[np.ndarray], np.ndarray], splits: Splits) -> dict:
+    """Loss on S and on S ∪ A, accuracy on S, A, E (label 1 iff logit ≥ 0)."""
+    x_all = np.concatenate([splits.x_train, splits.x_attack, splits.x_test])
+    z = logits_fn(x_all)
+    ns, na = len(splits.y_train), len(splits.y_attack)
+    parts = {"S": (z[:ns], splits.y_train), "A": (z[ns:ns + na], splits.y_attack),
+             "E": (z[ns + na:], splits.y_test)}
+    out = {}
+    ce = lambda z, y: np.logaddexp(0.0, z) - y * z   # noqa: E731  stable sigmoid CE
+    for k, (zk, yk) in parts.items():
+        out[f"acc_{k}"] = float(np.mean((zk >= 0) == (yk == 1))) if len(yk) else None
+    out["loss_S"] = float(np.mean(ce(parts["S"][0], parts["S"][1])))
+    zf = z[:ns + na]
+    out["loss"] = float(np.mean(ce(zf, np.concatenate([splits.y_train, splits.y_attack]))))
+    return out
+
+
+def train(model, splits: Splits, optimizer: str = "sgd", *, learning_rate: float | None = None,
+          opt_args: dict | None = None, batch_size: int | None = defaults.BATCH_SIZE,
+          max_epochs: int = defaults.MAX_EPOCHS, overtrain: int = 0, stop_on: str = "S", seed: int = 0,
+          callback: Callable | None = None, jit_compile: bool | None = None) -> TrainResult:
+    """Train ``model`` on S ∪ A until the first epoch with zero error on S (or on S ∪ A).
+
+    Args:
+      model: Keras model with one logit (changed in place).
+      splits: the data (:class:`tfflat.data.Splits`).
+      optimizer: a name from :mod:`tfflat.training.optimizers` or a Keras optimizer instance.
+      batch_size: minibatch size (ignored for ``gd``, which is full batch).
+      max_epochs: give up after this many epochs (``zero_error_epoch`` is then ``None``).
+      overtrain: keep training this many epochs after the zero-error epoch.
+      stop_on: ``"S"`` (the paper) or ``"SA"`` (zero error on S ∪ A).
+      seed: seeds shuffling (and any optimizer noise); the init seed belongs to the model.
+      callback: ``callback(epoch, record, model)`` after every epoch (and for epoch 0); returning
+        ``True`` stops training.
+    Returns:
+      :class:`TrainResult` with the per-epoch history (loss, accuracy on S, A, E, gradient evaluations).
+    """
+    import keras
+
+    from tfflat.training import optimizers
+
+    if stop_on not in ("S", "SA"):
+        raise UserError(f"stop_on must be 'S' or 'SA', got {stop_on!r}")
+    if max_epochs < 0 or overtrain < 0:
+        raise UserError("--max-epochs and --overtrain must be ≥ 0")
+    keras.utils.set_random_seed(seed)
+    if isinstance(optimizer, str):
+        if optimizer == "gd":
+            batch_size = None
+        optimizer = optimizers.make(optimizer, learning_rate, **(opt_args or {}))
+    trainer = Trainer(model, optimizer, splits.x_fit, splits.y_fit, batch_size, seed, jit_compile)
+
+    def done(rec):
+        ok = rec["acc_S"] == 1.0
+        return ok and (stop_on == "S" or not len(splits.y_attack) or rec["acc_A"] == 1.0)
+
+    t0 = time.perf_counter()
+    history, zero, evals = [], None, 0
+    for epoch in range(0, max_epochs + 1):
+        if epoch > 0:
+            trainer.epoch()
+            evals += trainer.steps
+        rec = {"epoch": epoch, **evaluate(trainer.logits, splits), "gradient_evaluations": evals,
+               "seconds": time.perf_counter() - t0}
+        history.append(rec)
+        if zero is None and done(rec):
+            zero = epoch
+        stop = callback(epoch, rec, model) if callback else False
+        if stop or (zero is not None and epoch >= zero + overtrain):
+            break
+    return TrainResult(zero, history[-1]["epoch"], history, time.perf_counter() - t0, evals)
