@@ -1,5 +1,5 @@
 """Training to the zero-error epoch, and the paper's optimizers by name."""
 
-from tfflat.training.loop import Trainer, TrainResult, evaluate, sigmoid_ce, train
+from tfflat.training.loop import Trainer, TrainResult, evaluate, predict_logits, sigmoid_ce, train
 
-__all__ = ["Trainer", "TrainResult", "evaluate", "sigmoid_ce", "train"]
+__all__ = ["Trainer", "TrainResult", "evaluate", "predict_logits", "sigmoid_ce", "train"]

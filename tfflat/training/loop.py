@@ -51,6 +51,17 @@ def sigmoid_ce(logits, labels):
                                                    logits=tf.reshape(logits, [-1]))
 
 
+def predict_logits(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Inference-mode logits of ``model`` on ``x`` (BatchNorm uses its moving statistics), shape (n,)."""
+    import tensorflow as tf
+
+    fn = tf.function(lambda xb: tf.reshape(model(xb, training=False), [-1]), reduce_retracing=True)
+    if len(x) == 0:
+        return np.zeros(0, np.float32)
+    return np.concatenate([fn(tf.constant(x[i:i + batch_size], tf.float32)).numpy()
+                           for i in range(0, len(x), batch_size)])
+
+
 def is_dense(model) -> bool:
     import keras
 
