@@ -53,12 +53,9 @@ def sigmoid_ce(logits, labels):
 
 def predict_logits(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """Inference-mode logits of ``model`` on ``x`` (BatchNorm uses its moving statistics), shape (n,)."""
-    import tensorflow as tf
-
-    fn = tf.function(lambda xb: tf.reshape(model(xb, training=False), [-1]), reduce_retracing=True)
     if len(x) == 0:
         return np.zeros(0, np.float32)
-    return np.concatenate([fn(tf.constant(x[i:i + batch_size], tf.float32)).numpy()
+    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False)).reshape(-1)
                            for i in range(0, len(x), batch_size)])
 
 
@@ -78,11 +75,13 @@ class Trainer:
       x_fit, y_fit: the training set S ∪ A (labels 0/1).
       batch_size: minibatch size; ``None`` or ≥ |S ∪ A| means full batch.
       seed: shuffling seed.
+      x_eval: inputs evaluated after every epoch (e.g. S ∪ A ∪ E); for dense networks the
+        evaluation runs inside the same compiled call as the epoch.
       jit_compile: XLA-compile the epoch; default: only for dense networks.
     """
 
     def __init__(self, model, optimizer, x_fit, y_fit, batch_size: int | None, seed: int = 0,
-                 jit_compile: bool | None = None):
+                 x_eval=None, jit_compile: bool | None = None):
         import tensorflow as tf
 
         n = len(y_fit)
@@ -99,13 +98,15 @@ class Trainer:
         self.jit = is_dense(model) if jit_compile is None else bool(jit_compile)
         self.x = tf.constant(x_fit, tf.float32)
         self.y = tf.constant(y_fit, tf.float32)
-        self.gen = tf.random.Generator.from_seed(seed)
+        self.x_eval = None if x_eval is None else tf.constant(x_eval, tf.float32)
+        self.rng = np.random.default_rng(seed)     # shuffling order, independent of XLA's RNG
         optimizer.build(model.trainable_variables)
+        self._initial_state = [v.numpy() for v in optimizer.variables]
         pad = self.batches * bs - n
         steps, batches, variables = self.steps, self.batches, model.trainable_variables
+        fused = self.jit and self.x_eval is not None
 
-        def epoch():
-            perm = tf.cast(tf.argsort(self.gen.uniform([n]), stable=True), tf.int32)
+        def epoch(perm):
             slots = tf.reshape(tf.concat([perm, tf.fill([pad], -1)], 0), [batches, bs])
             for b in tf.range(steps):
                 idx = tf.gather(slots, b % batches)
@@ -116,45 +117,72 @@ class Trainer:
                     ce = sigmoid_ce(model(xb, training=True), yb)
                     loss = tf.reduce_sum(ce * mask) / tf.reduce_sum(mask)
                 optimizer.apply(tape.gradient(loss, variables), variables)
-            return loss
+            if fused:
+                return tf.reshape(model(self.x_eval, training=False), [-1])
+            return tf.zeros([0])
 
-        self._epoch = tf.function(epoch, jit_compile=self.jit)
-        self._logits = tf.function(lambda x: tf.reshape(model(x, training=False), [-1]),
-                                   jit_compile=self.jit, reduce_retracing=True)
+        self._epoch = tf.function(epoch, jit_compile=self.jit,
+                                  input_signature=[tf.TensorSpec([n], tf.int32)])
+        self._fused = fused
+        # Non-fused evaluation (big models) is compiled once; fused trainers evaluate eagerly only at epoch 0.
+        self._logits = (tf.function(lambda x: tf.reshape(model(x, training=False), [-1]), reduce_retracing=True)
+                        if not fused else lambda x: tf.reshape(model(x, training=False), [-1]))
 
-    def epoch(self) -> None:
-        """One pass over S ∪ A (Entropy-SGD: rounded up to whole outer steps)."""
-        self._epoch()
+    def reset(self, seed: int) -> None:
+        """Restore the optimizer's initial state and reseed the shuffling, so the following epochs
+        equal those of a new Trainer with this ``seed`` (the model's weights are the caller's to set).
+        Lets a sweep reuse one compiled epoch for many runs. Optimizer state outside
+        ``optimizer.variables`` (e.g. a noise generator) is not restored."""
+        for v, value in zip(self.optimizer.variables, self._initial_state):
+            v.assign(value)
+        self.gen.reset_from_seed(seed)
 
-    def logits(self, x: np.ndarray, chunk: int | None = None) -> np.ndarray:
-        """Inference-mode logits, in chunks (default: one chunk for dense nets, 256 otherwise)."""
-        chunk = chunk or (len(x) if self.jit else 256)
-        if len(x) == 0:
+    def epoch(self) -> np.ndarray | None:
+        """One pass over S ∪ A (Entropy-SGD: rounded up to whole outer steps).
+
+        Returns the logits on ``x_eval`` afterwards (``None`` if there is no ``x_eval``).
+        """
+        z = self._epoch(self.rng.permutation(self.n).astype(np.int32))
+        if self._fused:
+            return z.numpy()
+        return None if self.x_eval is None else self.logits()
+
+    def logits(self, x=None, chunk: int | None = None) -> np.ndarray:
+        """Inference-mode logits on ``x`` (default ``x_eval``), in chunks (dense nets: one chunk)."""
+        x = self.x_eval if x is None else x
+        n = int(x.shape[0])
+        if n == 0:
             return np.zeros(0, np.float32)
-        return np.concatenate([self._logits(x[i:i + chunk]).numpy() for i in range(0, len(x), max(chunk, 1))])
+        chunk = chunk or (n if self.jit else 128)
+        return np.concatenate([self._logits(x[i:i + chunk]).numpy() for i in range(0, n, chunk)])
 
 
-def evaluate(logits_fn: Callable[[np.ndarray], np.ndarray], splits: Splits) -> dict:
-    """Loss on S and on S ∪ A, accuracy on S, A, E (label 1 iff logit ≥ 0)."""
-    x_all = np.concatenate([splits.x_train, splits.x_attack, splits.x_test])
-    z = logits_fn(x_all)
+def eval_inputs(splits: Splits) -> np.ndarray:
+    """S ∪ A ∪ E in the order :func:`evaluate` expects."""
+    return np.concatenate([splits.x_train, splits.x_attack, splits.x_test])
+
+
+def evaluate(z: np.ndarray, splits: Splits) -> dict:
+    """Loss on S and on S ∪ A, accuracy on S, A, E (label 1 iff logit ≥ 0) from the logits ``z``
+    on :func:`eval_inputs`."""
+    z = np.asarray(z, np.float64)
     ns, na = len(splits.y_train), len(splits.y_attack)
     parts = {"S": (z[:ns], splits.y_train), "A": (z[ns:ns + na], splits.y_attack),
              "E": (z[ns + na:], splits.y_test)}
     out = {}
-    ce = lambda z, y: np.logaddexp(0.0, z) - y * z   # noqa: E731  stable sigmoid CE
     for k, (zk, yk) in parts.items():
         out[f"acc_{k}"] = float(np.mean((zk >= 0) == (yk == 1))) if len(yk) else None
-    out["loss_S"] = float(np.mean(ce(parts["S"][0], parts["S"][1])))
-    zf = z[:ns + na]
-    out["loss"] = float(np.mean(ce(zf, np.concatenate([splits.y_train, splits.y_attack]))))
+    ce = lambda z, y: np.logaddexp(0.0, z) - y * z   # noqa: E731  stable sigmoid CE
+    out["loss_S"] = float(np.mean(ce(*parts["S"])))
+    out["loss"] = float(np.mean(ce(z[:ns + na], np.concatenate([splits.y_train, splits.y_attack]))))
     return out
 
 
 def train(model, splits: Splits, optimizer: str = "sgd", *, learning_rate: float | None = None,
           opt_args: dict | None = None, batch_size: int | None = defaults.BATCH_SIZE,
           max_epochs: int = defaults.MAX_EPOCHS, overtrain: int = 0, stop_on: str = "S", seed: int = 0,
-          callback: Callable | None = None, jit_compile: bool | None = None) -> TrainResult:
+          callback: Callable | None = None, jit_compile: bool | None = None,
+          trainer: Trainer | None = None) -> TrainResult:
     """Train ``model`` on S ∪ A until the first epoch with zero error on S (or on S ∪ A).
 
     Args:
@@ -168,6 +196,8 @@ def train(model, splits: Splits, optimizer: str = "sgd", *, learning_rate: float
       seed: seeds shuffling (and any optimizer noise); the init seed belongs to the model.
       callback: ``callback(epoch, record, model)`` after every epoch (and for epoch 0); returning
         ``True`` stops training.
+      trainer: a :class:`Trainer` already built for this model, these splits and this optimizer, to
+        reuse (it is :meth:`Trainer.reset` to ``seed``; ``optimizer`` and ``batch_size`` are then unused).
     Returns:
       :class:`TrainResult` with the per-epoch history (loss, accuracy on S, A, E, gradient evaluations).
     """
@@ -180,11 +210,15 @@ def train(model, splits: Splits, optimizer: str = "sgd", *, learning_rate: float
     if max_epochs < 0 or overtrain < 0:
         raise UserError("--max-epochs and --overtrain must be ≥ 0")
     keras.utils.set_random_seed(seed)
-    if isinstance(optimizer, str):
-        if optimizer == "gd":
-            batch_size = None
-        optimizer = optimizers.make(optimizer, learning_rate, **(opt_args or {}))
-    trainer = Trainer(model, optimizer, splits.x_fit, splits.y_fit, batch_size, seed, jit_compile)
+    if trainer is not None:
+        trainer.reset(seed)
+    else:
+        if isinstance(optimizer, str):
+            if optimizer == "gd":
+                batch_size = None
+            optimizer = optimizers.make(optimizer, learning_rate, **(opt_args or {}))
+        trainer = Trainer(model, optimizer, splits.x_fit, splits.y_fit, batch_size, seed,
+                          x_eval=eval_inputs(splits), jit_compile=jit_compile)
 
     def done(rec):
         ok = rec["acc_S"] == 1.0
@@ -194,9 +228,11 @@ def train(model, splits: Splits, optimizer: str = "sgd", *, learning_rate: float
     history, zero, evals = [], None, 0
     for epoch in range(0, max_epochs + 1):
         if epoch > 0:
-            trainer.epoch()
+            z = trainer.epoch()
             evals += trainer.steps
-        rec = {"epoch": epoch, **evaluate(trainer.logits, splits), "gradient_evaluations": evals,
+        else:
+            z = trainer.logits()
+        rec = {"epoch": epoch, **evaluate(z, splits), "gradient_evaluations": evals,
                "seconds": time.perf_counter() - t0}
         history.append(rec)
         if zero is None and done(rec):

@@ -32,17 +32,27 @@ def resolve(name: str, learning_rate: float | None = None, **args) -> dict:
     params = dict(defaults.OPTIMIZERS[name])
     if learning_rate is not None:
         params["learning_rate"] = float(learning_rate)
-    allowed = set(inspect.signature(_keras_class(name).__init__).parameters) - {"self", "name", "kwargs"}
+    signature = inspect.signature(_keras_class(name).__init__).parameters
+    allowed = set(signature) - {"self", "name", "kwargs"}
     for key, value in args.items():
         if key not in allowed:
             raise UserError(f"optimizer {name} has no argument {key!r}; known: {', '.join(sorted(allowed))}")
+        default = params.get(key, signature[key].default)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)          # --opt-arg momentum=1 → 1.0 (Keras checks types)
         params[key] = value
     return params
 
 
 def make(name: str, learning_rate: float | None = None, **args):
     """A fresh Keras optimizer for ``name`` (see :func:`resolve`)."""
-    return _keras_class(name)(**resolve(name, learning_rate, **args))
+    params = resolve(name, learning_rate, **args)
+    try:
+        return _keras_class(name)(**params)
+    except (ValueError, TypeError) as err:
+        if isinstance(err, UserError):
+            raise
+        raise UserError(f"optimizer {name}: {str(err).splitlines()[0]}; check --lr and --opt-arg") from None
 
 
 def parse_opt_args(items) -> dict:

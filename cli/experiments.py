@@ -1,0 +1,89 @@
+"""``tfflat sweep`` and ``tfflat temporal``: the paper's experiments from a config file."""
+
+from __future__ import annotations
+
+import click
+
+from .output import Progress, emit
+
+CONFIG_HELP = "TOML config (see configs/: one per figure of the paper)."
+
+
+def _load(config, quick, data_dir):
+    from tfflat.experiments import config as cfg
+
+    return cfg.load(config, quick=quick, data_dir=data_dir)
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Results file (JSON lines; a sidecar RESULTS.meta.json is written next to it). "
+                   "Default: results/<config name>[-quick].jsonl. Rerunning resumes.")
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="Local data files; overrides the config's data_dir (default: tensorflow-datasets).")
+@click.option("--shard", default=None, metavar="I/N", help="Run only the I-th of N interleaved shares (1-based).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Worker processes on this machine (CPU threads are split between them).")
+@click.option("--quick", is_flag=True, help="Apply the config's [quick] section (small sizes, minutes on a laptop).")
+@click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
+def sweep(config, out, data_dir, shard, workers, quick, as_json):
+    """Attack-set sweep: train every (optimizer, |A|, seed) point to zero error and measure
+    sharpness, Hessian measures and log P(f) there (Figs. 3, 4, S9, S16–S24)."""
+    from tfflat.experiments import results
+    from tfflat.experiments import sweep as sw
+
+    exp = _load(config, quick, data_dir)
+    if exp.kind != "sweep":
+        from tfflat.errors import UserError
+        raise UserError(f"{config} is a {exp.kind} config; run it with `tfflat {exp.kind} {config}`")
+    shard_spec = sw.parse_shard(shard)
+    out = out or str(results.default_out(exp))
+    bar = Progress("sweep", unit="points")
+
+    def progress(done, total, info):
+        bar.total = total
+        bar.update(done, info)
+
+    try:
+        s = sw.run(exp, out, shard_spec, workers=workers, progress=progress)
+    finally:
+        bar.close()
+    emit(s, as_json, [
+        f"{s['points']} points{f' (shard {shard})' if shard else ''}: {s['skipped']} already done, "
+        f"{s['run']} run in {s['seconds']:.1f}s with {s['workers']} worker(s)",
+        f"results: {out} ({s['records']} records)",
+        f"figures and correlations: tfflat plot {out}"])
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Results file (JSON lines); default results/<config name>[-quick].jsonl. Rerunning resumes.")
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="Local data files; overrides the config's data_dir (default: tensorflow-datasets).")
+@click.option("--tensorboard", type=click.Path(file_okay=False), default=None,
+              help="Also write every measurement as TensorBoard scalars into this folder.")
+@click.option("--quick", is_flag=True, help="Apply the config's [quick] section.")
+@click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
+def temporal(config, out, data_dir, tensorboard, quick, as_json):
+    """Sharpness and log P(f) every k epochs through zero error and overtraining, with optional
+    α-rescaling and ζ sweeps (Figs. 5, S11, S13–S15)."""
+    from tfflat.errors import UserError
+    from tfflat.experiments import results
+    from tfflat.experiments import temporal as tp
+
+    exp = _load(config, quick, data_dir)
+    if exp.kind != "temporal":
+        raise UserError(f"{config} is a {exp.kind} config; run it with `tfflat {exp.kind} {config}`")
+    out = out or str(results.default_out(exp))
+    bar = Progress("temporal", unit="epochs")
+    try:
+        s = tp.run(exp, out, tensorboard=tensorboard, progress=lambda e, _t, info: bar.update(e, info))
+    finally:
+        bar.close()
+    lines = [f"{t['key']}: zero-error epoch {t['zero_error_epoch']}, trained to epoch {t['last_epoch']}"
+             for t in s["trajectories"]]
+    lines += [f"results: {out} ({s['records']} records, {s['seconds']:.1f}s)",
+              f"figures: tfflat plot {out}" + (f";  tensorboard --logdir {tensorboard}" if tensorboard else "")]
+    emit(s, as_json, lines)

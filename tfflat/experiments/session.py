@@ -1,0 +1,194 @@
+"""What sweeps and temporal runs share: one loaded task, one model spec, one S + E (hence one
+kernel for log P(f)), reusable compiled training functions, and the measurements of a network.
+
+A :class:`Session` lives for the whole of a worker's share of an experiment, so TensorFlow starts,
+the data loads, the kernel is computed and each (optimizer, |A|) training step is compiled once,
+not once per point. Every point still equals a fresh ``tfflat train`` run with the same seed:
+the model's weights are copied from ``models.build(spec, seed)`` and the training state is
+reset exactly (see :meth:`Session.train`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+
+TRAINER_CACHE = 12        # compiled (optimizer, |A|) training steps kept per worker
+
+
+def reached_zero_error(rec: dict, stop_on: str) -> bool:
+    """The zero-error test of :func:`tfflat.training.train` (accuracy 1 on S, or on S and A)."""
+    return rec["acc_S"] == 1.0 and (stop_on == "S" or rec["acc_A"] in (None, 1.0))
+
+
+class Session:
+    """Task, splits, model and kernel for one experiment (see the module docstring).
+
+    Args:
+      exp: the validated :class:`~tfflat.experiments.config.Experiment`.
+      task: the loaded task (default: loaded from ``exp.data``).
+    """
+
+    def __init__(self, exp, task=None):
+        from tfflat import models
+        from tfflat.experiments.config import check_data
+
+        self.exp = exp
+        self.task = check_data(exp, task)
+        d = exp.data
+        self.spec = models.model_spec(exp.model["name"], d["dataset"], self.task.input_shape,
+                                      sigma_w=exp.model["sigma_w"], sigma_b=exp.model["sigma_b"])
+        self._splits, self._trainers = {}, OrderedDict()
+        self._model = None
+        self._kernel = None
+        self._logits_fn = None
+        first = self.splits(exp.data["attack_sizes"][0])
+        self.x_se = np.concatenate([first.x_train, first.x_test])
+        self.y_s, self.n_s = first.y_train, len(first.y_train)
+
+    # ------------------------------------------------------------ data
+    def indices(self, attack_size: int) -> dict:
+        from tfflat.data import draw_indices
+
+        d = self.exp.data
+        return draw_indices(self.task, d["train_size"], attack_size, d["test_size"], d["data_seed"])
+
+    def splits(self, attack_size: int):
+        """S, A, E for ``|A| = attack_size`` (S and E are the same for every |A|)."""
+        from tfflat.data import take
+
+        if attack_size not in self._splits:
+            self._splits[attack_size] = take(self.task, self.indices(attack_size))
+        return self._splits[attack_size]
+
+    # ------------------------------------------------------------ model and training
+    def model(self, seed: int):
+        """The session's one Keras model, holding the initial weights of ``models.build(spec, seed)``."""
+        from tfflat import models
+
+        fresh = models.build(self.spec, seed=seed)
+        if self._model is None:
+            self._model = fresh
+        else:
+            self._model.set_weights(fresh.get_weights())
+        return self._model
+
+    def train(self, optimizer: str, attack_size: int, seed: int, overtrain: int = 0, callback=None):
+        """Train from ``models.build(spec, seed)`` on S ∪ A exactly as ``train_run`` would.
+
+        The compiled training step for (optimizer, |A|) is built once and reset between points.
+        Returns (model, :class:`~tfflat.training.TrainResult`).
+        """
+        from tfflat.training import train
+
+        t = self.exp.train
+        splits = self.splits(attack_size)
+        model = self.model(seed)
+        trainer = self._trainer(optimizer, attack_size, seed)
+        result = train(model, splits, optimizer, learning_rate=t["learning_rate"], opt_args=t["opt_args"],
+                       batch_size=t["batch_size"], max_epochs=t["max_epochs"], overtrain=overtrain,
+                       stop_on=t["stop_on"], seed=seed, callback=callback, trainer=trainer)
+        return model, result
+
+    def _trainer(self, optimizer: str, attack_size: int, seed: int):
+        """A cached :class:`~tfflat.training.Trainer` for (optimizer, |A|), or ``None`` when the
+        optimizer keeps state a reset cannot restore (then ``train`` builds a fresh one)."""
+        import keras
+
+        from tfflat.training import Trainer, optimizers
+        from tfflat.training.loop import eval_inputs
+
+        key = (optimizer, attack_size)
+        if key in self._trainers:
+            self._trainers.move_to_end(key)
+            return self._trainers[key]
+        t = self.exp.train
+        opt = optimizers.make(optimizer, t["learning_rate"], **t["opt_args"])
+        if any(isinstance(v, keras.random.SeedGenerator) for v in vars(opt).values()):
+            return None          # e.g. Entropy-SGD's Langevin noise: its stream is not reset
+        splits = self.splits(attack_size)
+        batch = None if optimizer == "gd" else t["batch_size"]
+        trainer = Trainer(self._model, opt, splits.x_fit, splits.y_fit, batch, seed, x_eval=eval_inputs(splits))
+        self._trainers[key] = trainer
+        while len(self._trainers) > TRAINER_CACHE:
+            self._trainers.popitem(last=False)
+        return trainer
+
+    # ------------------------------------------------------------ measurements
+    def logits_se(self, model) -> np.ndarray:
+        """Inference-mode logits on S + E (one compiled function for the session's model)."""
+        import tensorflow as tf
+
+        if model is not self._model or self._logits_fn is None:
+            self._logits_fn = tf.function(lambda x: tf.reshape(model(x, training=False), [-1]))
+            self._logits_owner = model
+        return self._logits_fn(tf.constant(self.x_se)).numpy()
+
+    def kernel(self) -> np.ndarray:
+        """The prior's kernel on S + E, computed once per session (cached on disk by tfflat.prior)."""
+        if self._kernel is None:
+            from tfflat import prior
+
+            self._kernel = prior.kernel_for(self.spec, self.x_se, source=self.task.source,
+                                            indices=self._se_indices())
+        return self._kernel
+
+    def _se_indices(self) -> dict:
+        idx = self.splits(self.exp.data["attack_sizes"][0]).indices
+        return {"S": idx["S"], "E": idx["E"]}
+
+    def measure(self, model, seed: int = 0) -> tuple[dict, list[dict]]:
+        """Hessian measures and log P(f) of ``model`` now, and its sharpness at every configured ζ.
+
+        f = the network's labels on S + E (on S these are the true labels once the training error is
+        zero). Returns (flat dict, one flat dict per ζ); switched-off measurements are absent.
+        """
+        exp, out, sharp = self.exp, {}, []
+        splits = self.splits(self.exp.data["attack_sizes"][0])
+        x_s, y_s = splits.x_train, splits.y_train
+        sh = exp.sharpness
+        if sh["enabled"]:
+            from tfflat import flatness
+
+            for zeta in sh["zeta"]:
+                t0 = time.perf_counter()
+                r = flatness.sharpness(model, x_s, y_s, zeta=zeta, method=sh["method"], lr=sh["lr"],
+                                       epochs=sh["epochs"], batch_size=sh["batch_size"], seed=seed)
+                sharp.append({"zeta": zeta, "sharpness": float(r.sharpness),
+                              "log10_sharpness": float(r.log10_sharpness),
+                              "seconds_sharpness": time.perf_counter() - t0})
+        if exp.hessian["enabled"]:
+            from tfflat import flatness
+
+            t0 = time.perf_counter()
+            h = flatness.hessian_measures(model, x_s, y_s, top_k=exp.hessian["top_k"], seed=seed)
+            out.update(spectral_norm=float(h.spectral_norm), log10_spectral_norm=_log10(h.spectral_norm),
+                       log10_topk_product=float(h.log10_top_product), hessian_top_k=exp.hessian["top_k"],
+                       hessian_trace=float(h.trace), seconds_hessian=time.perf_counter() - t0)
+        if exp.prior["enabled"]:
+            from tfflat import prior
+
+            t0 = time.perf_counter()
+            f = (self.logits_se(model) >= 0).astype(np.int64)
+            r = prior.log_prior(self.kernel(), f, likelihood=exp.prior["likelihood"])
+            ln_p = float(r.ln_prior)
+            out.update(ln_prior=ln_p, log10_prior=ln_p / math.log(10),
+                       pac_bayes_bound=float(prior.pac_bayes_bound(ln_p, self.n_s, exp.prior["delta"])),
+                       function_errors_S=int(np.sum(f[:self.n_s] != self.y_s)),
+                       function_hash=function_hash(f), seconds_prior=time.perf_counter() - t0)
+        return out, sharp
+
+
+def function_hash(f: np.ndarray) -> str:
+    """A short fingerprint of a 0/1 label vector (equal hashes: the same function on S + E)."""
+    return hashlib.sha1(np.packbits(np.asarray(f, np.uint8)).tobytes()).hexdigest()[:12]
+
+
+def _log10(v) -> float | None:
+    v = float(v)
+    return math.log10(v) if v > 0 else None

@@ -1,0 +1,302 @@
+"""Attack-set sweeps (Figs. 3, 4, S9, S16–S24): the grid |A| × seeds (× optimizers).
+
+Each point trains an FCN (or ResNet50) on S ∪ A to the zero-error epoch (§5.2) and measures the
+sharpness (Def. 2.1), the Hessian measures (App. E, when asked) and log P(f) (§2.3, one kernel for
+the whole sweep since S + E is shared) there and, optionally, at later overtraining epochs
+(Figs. S16–S21). One flat JSON record per measurement is appended atomically to the results file
+(see :mod:`tfflat.experiments.results`); a rerun skips what is there.
+
+Parallelism: ``shard=(i, n)`` runs every n-th point (cluster job arrays); ``workers=k`` starts k
+worker processes on this machine that take points from a queue (each keeps its TensorFlow, data,
+kernel and compiled training steps for all its points).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from tfflat import runs
+from tfflat.errors import UserError
+from tfflat.experiments import results
+
+
+@dataclass(frozen=True)
+class Point:
+    """One training run of a sweep."""
+
+    optimizer: str
+    attack_size: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """``sgd/A50/seed3``."""
+        return f"{self.optimizer}/A{self.attack_size}/seed{self.seed}"
+
+    def key(self, overtrain: int) -> str:
+        """The record key: ``sgd/A50/seed3/over0``."""
+        return f"{self.name}/over{overtrain}"
+
+
+def grid(exp) -> list[Point]:
+    """All points, ordered by optimizer (config order), |A|, seed."""
+    t = exp.train
+    return [Point(o, a, s) for o in t["optimizers"] for a in exp.data["attack_sizes"] for s in t["seeds"]]
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"2/8"`` → (2, 8): the 2nd of 8 interleaved shares (1-based)."""
+    if text is None:
+        return 1, 1
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard {text!r} is not I/N (e.g. 1/4)") from None
+    if n < 1 or not 1 <= i <= n:
+        raise UserError(f"--shard {text}: need 1 ≤ I ≤ N, e.g. 1/{max(n, 1)} … {max(n, 1)}/{max(n, 1)}")
+    return i, n
+
+
+def shard(points: list, i: int, n: int) -> list:
+    """The i-th of n interleaved shares (1-based): every point is in exactly one share."""
+    return points[i - 1::n]
+
+
+def sidecar(exp, session_or_task) -> dict:
+    """What the results' sidecar records besides the versions."""
+    from tfflat import models
+    from tfflat.data import draw_indices
+
+    task = getattr(session_or_task, "task", session_or_task)
+    d = exp.data
+    spec = models.model_spec(exp.model["name"], d["dataset"], task.input_shape, sigma_w=exp.model["sigma_w"],
+                             sigma_b=exp.model["sigma_b"])
+    return {"experiment": exp.kind, "config": exp.to_dict(), "config_file": exp.path, "model_spec": spec,
+            "source": task.source,
+            "indices": draw_indices(task, d["train_size"], max(d["attack_sizes"]), d["test_size"], d["data_seed"]),
+            "indices_note": "A for a given |A| is the first |A| entries of indices.A (S and E never change)"}
+
+
+def point_keys(exp, point: Point) -> list[str]:
+    return [point.key(o) for o in exp.train["overtrain_epochs"]]
+
+
+def todo(exp, points: list[Point], done: set[str]) -> list[Point]:
+    return [p for p in points if not all(k in done for k in point_keys(exp, p))]
+
+
+def _base_record(exp, point: Point) -> dict:
+    return {"experiment": exp.name, "dataset": exp.data["dataset"], "model": exp.model["name"],
+            "optimizer": point.optimizer, "attack_size": point.attack_size, "seed": point.seed,
+            "train_size": exp.data["train_size"], "test_size": exp.data["test_size"]}
+
+
+def run_point(session, point: Point, done: set[str], out, on_record: Callable | None = None) -> list[dict]:
+    """Train one point and append a record for each of its overtraining epochs not yet in ``done``."""
+    from tfflat.experiments.session import reached_zero_error
+
+    exp = session.exp
+    wanted = {o: point.key(o) for o in exp.train["overtrain_epochs"] if point.key(o) not in done}
+    if not wanted:
+        return []
+    last = max(wanted)
+    state = {"zero": None, "measure_seconds": 0.0}
+    written = []
+
+    def write(rec):
+        runs.append_jsonl(out, rec)
+        done.add(rec["key"])
+        written.append(rec)
+        if on_record:
+            on_record(rec)
+
+    def callback(epoch, rec, model):
+        if state["zero"] is None and reached_zero_error(rec, exp.train["stop_on"]):
+            state["zero"] = epoch
+        if state["zero"] is None:
+            return False
+        over = epoch - state["zero"]
+        if over in wanted:
+            before, t0 = state["measure_seconds"], time.perf_counter()
+            common, sharp = session.measure(model, seed=point.seed)
+            m = {**common, **(sharp[0] if sharp else {})}
+            dt = time.perf_counter() - t0
+            state["measure_seconds"] += dt
+            train_s = rec["seconds"] - before
+            write({"key": wanted[over], **_base_record(exp, point), "status": "ok", "overtrain": over,
+                   "epoch": epoch, "zero_error_epoch": state["zero"], **_accuracies(rec), **m,
+                   "seconds_train": train_s, "seconds": train_s + dt})
+        return over >= last
+
+    t0 = time.perf_counter()
+    _, result = session.train(point.optimizer, point.attack_size, point.seed, overtrain=last, callback=callback)
+    if result.zero_error_epoch is None:
+        for over, key in wanted.items():
+            if key not in done:
+                write({"key": key, **_base_record(exp, point), "status": "no_zero_error", "overtrain": over,
+                       "epoch": result.epochs, "zero_error_epoch": None, **_accuracies(result.final),
+                       "seconds_train": time.perf_counter() - t0, "seconds": time.perf_counter() - t0})
+    return written
+
+
+def _accuracies(rec: dict) -> dict:
+    acc_e = rec["acc_E"]
+    return {"train_accuracy": rec["acc_S"], "attack_accuracy": rec["acc_A"], "test_accuracy": acc_e,
+            "generalization_error": None if acc_e is None else 1.0 - acc_e, "train_loss": rec["loss_S"],
+            "gradient_evaluations": rec["gradient_evaluations"]}
+
+
+# ---------------------------------------------------------------- the whole sweep
+def run(exp, out, shard_spec: tuple[int, int] = (1, 1), workers: int = 1, task=None,
+        progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """Run (or resume) the sweep's share ``shard_spec`` with ``workers`` processes; append to ``out``.
+
+    Returns a summary: points in the share, points run now, points skipped (already done), records
+    written, seconds.
+    """
+    from tfflat.experiments.config import check_data
+
+    t0 = time.perf_counter()
+    task = check_data(exp, task)
+    done = results.open_results(exp, out, sidecar(exp, task))
+    share = shard(grid(exp), *shard_spec)
+    pending = todo(exp, share, done)
+    summary = {"points": len(share), "skipped": len(share) - len(pending), "run": len(pending),
+               "out": str(out), "workers": 1}
+    if progress:
+        progress(summary["skipped"], len(share), "")
+    if pending:
+        workers = max(1, min(int(workers), len(pending)))
+        summary["workers"] = workers
+        if workers == 1:
+            from tfflat.experiments.session import Session
+
+            session = Session(exp, task)
+            n = summary["skipped"]
+            for p in pending:
+                run_point(session, p, done, out)
+                n += 1
+                if progress:
+                    progress(n, len(share), f"|A|={p.attack_size} seed {p.seed} {p.optimizer}")
+        else:
+            _run_workers(exp, out, pending, workers, summary["skipped"], len(share), progress)
+    summary["records"] = len(results.finished_keys(out))
+    summary["seconds"] = time.perf_counter() - t0
+    return summary
+
+
+# ---------------------------------------------------------------- worker processes
+_MSG = "@@tfflat-sweep "
+
+
+def _die_with_parent() -> None:
+    """Linux: ask the kernel to kill this worker when the parent sweep dies (even by kill -9)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort; workers also stop at EOF on stdin
+        pass
+
+
+def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total: int, progress) -> None:
+    """Feed ``pending`` points to ``workers`` child processes, preferring a child's last (optimizer, |A|)
+    so each compiles few training steps. Threads are split evenly between the children."""
+    cores = os.cpu_count() or 1
+    threads = str(max(1, cores // workers))
+    env = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS=threads,
+               OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads, TF_CPP_MIN_LOG_LEVEL="3")
+    cmd = [sys.executable, "-m", "tfflat.experiments.sweep", str(out)]
+    if exp.path:
+        cmd += [str(exp.path)]
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, bufsize=1,
+                              preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+             for _ in range(workers)]
+    queue = list(pending)
+    last: dict[int, tuple] = {}
+    finished = start
+
+    def give(i, proc) -> bool:
+        if not queue:
+            proc.stdin.close()
+            return False
+        prefer = last.get(i)
+        j = next((k for k, p in enumerate(queue) if (p.optimizer, p.attack_size) == prefer), 0)
+        p = queue.pop(j)
+        last[i] = (p.optimizer, p.attack_size)
+        proc.stdin.write(json.dumps([p.optimizer, p.attack_size, p.seed]) + "\n")
+        proc.stdin.flush()
+        return True
+
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    try:
+        for i, proc in enumerate(procs):
+            sel.register(proc.stdout, selectors.EVENT_READ, i)
+        for i, proc in enumerate(procs):
+            give(i, proc)
+        alive = len(procs)
+        while alive:
+            for key, _ in sel.select():
+                i, proc = key.data, procs[key.data]
+                line = proc.stdout.readline()
+                if not line:                       # the worker exited
+                    sel.unregister(proc.stdout)
+                    alive -= 1
+                    if proc.wait() != 0:
+                        raise RuntimeError(f"sweep worker {i + 1} failed (exit {proc.returncode}); "
+                                           f"finished points are in {out}, rerun to resume")
+                    continue
+                if not line.startswith(_MSG):
+                    continue
+                msg = json.loads(line[len(_MSG):])
+                if "done" in msg:
+                    finished += 1
+                    if progress:
+                        a, s, o = msg["done"][1], msg["done"][2], msg["done"][0]
+                        progress(finished, total, f"|A|={a} seed {s} {o}")
+                    give(i, proc)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _worker(out: str, config_path: str | None) -> int:
+    """Child process: read points (JSON lines) from stdin, run them, report each on stdout."""
+    from tfflat.experiments.config import Experiment
+    from tfflat.experiments.session import Session
+
+    meta = results.read_meta(out)
+    exp = Experiment.from_dict(meta["config"], path=config_path)
+    session = None
+    done = results.finished_keys(out)
+    for line in sys.stdin:
+        opt, a, s = json.loads(line)
+        if session is None:
+            session = Session(exp)
+        run_point(session, Point(opt, int(a), int(s)), done, out)
+        sys.stdout.write(_MSG + json.dumps({"done": [opt, a, s]}) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        sys.exit(_worker(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,158 @@
+"""Temporal runs (Figs. 5, S11, S13, S14, S15): sharpness and log P(f) every k epochs.
+
+From initialisation through the zero-error epoch and ``overtrain`` further epochs, every ``every``
+epochs (and at epoch 0, the zero-error epoch and the last epoch) the network's sharpness (one
+record per ζ of a ζ sweep, Fig. S13), Hessian measures (Fig. S15, when asked) and log P(f) are
+measured. With ``rescale_epoch`` (an absolute epoch) or ``rescale_after`` (epochs after the
+zero-error epoch) set, the layer ``rescale_layer`` is α-rescaled (App. F, eq. 9) at that epoch,
+after its measurement, then measured again (``after_rescale`` true) and trained on (§5.4). Records are appended to a JSON-lines file as they are made and a rerun resumes;
+with a TensorBoard directory every new measurement is also written as scalars.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+from tfflat import runs
+from tfflat.errors import IncompleteError
+from tfflat.experiments import results
+from tfflat.experiments.sweep import Point, grid, sidecar
+
+
+def record_key(point: Point, epoch: int, zeta, after_rescale: bool) -> str:
+    """``sgd/A0/seed0/epoch140/zeta0.0001`` (``…/rescaled`` for the measurement just after rescaling)."""
+    z = "none" if zeta is None else f"{zeta:g}"
+    return f"{point.name}/epoch{epoch}/zeta{z}" + (
+        "/rescaled" if after_rescale else "")
+
+
+def run(exp, out, tensorboard: str | None = None, task=None,
+        progress: Callable[[int, int | None, str], None] | None = None) -> dict:
+    """Run (or resume) every trajectory of a temporal config; returns a summary per trajectory."""
+    from tfflat.experiments.config import check_data
+    from tfflat.experiments.session import Session
+
+    t0 = time.perf_counter()
+    task = check_data(exp, task)
+    done = results.open_results(exp, out, sidecar(exp, task))
+    session = None
+    summaries = []
+    for point in grid(exp):
+        session = session or Session(exp, task)
+        summaries.append(run_trajectory(session, point, done, out, tensorboard, progress))
+    summary = {"trajectories": summaries, "records": len(results.finished_keys(out)), "out": str(out),
+               "seconds": time.perf_counter() - t0}
+    missed = [s for s in summaries if s["rescale_missed"] or s["zero_error_epoch"] is None]
+    if missed:
+        s = missed[0]
+        why = (f"no zero-error epoch within {exp.train['max_epochs']} epochs (raise [train] max_epochs)"
+               if s["zero_error_epoch"] is None else
+               f"training ended at epoch {s['last_epoch']}, before the rescaling epoch "
+               f"{s['rescale_epoch']} (raise [temporal] overtrain)")
+        raise IncompleteError(f"{s['key']}: {why}; the measurements made are in {out}")
+    return summary
+
+
+def run_trajectory(session, point: Point, done: set[str], out, tensorboard=None, progress=None) -> dict:
+    """Train one (optimizer, |A|, seed) trajectory, measuring as the module docstring says."""
+    from tfflat.experiments.session import reached_zero_error
+    from tfflat.rescale import rescale_layer
+
+    exp = session.exp
+    t = exp.temporal
+    zetas = exp.sharpness["zeta"] if exp.sharpness["enabled"] else [None]
+    writer = _writer(tensorboard, point) if tensorboard else None
+    state = {"zero": None, "rescaled": False, "rescale_at": t["rescale_epoch"]}
+    base = {"experiment": exp.name, "dataset": exp.data["dataset"], "model": exp.model["name"],
+            "optimizer": point.optimizer, "attack_size": point.attack_size, "seed": point.seed,
+            "train_size": exp.data["train_size"], "test_size": exp.data["test_size"]}
+
+    def measure(epoch, rec, model, after_rescale):
+        keys = [record_key(point, epoch, z, after_rescale) for z in zetas]
+        if all(k in done for k in keys):
+            return
+        common, sharp = session.measure(model, seed=point.seed)
+        rows = sharp or [{"zeta": None}]
+        for key, row in zip(keys, rows):
+            if key in done:
+                continue
+            r = {"key": key, **base, "epoch": epoch, "zero_error_epoch": state["zero"],
+                 "after_rescale": after_rescale, "rescale_epoch": state["rescale_at"],
+                 "alpha": t["alpha"] if state["rescale_at"] is not None else None,
+                 "train_accuracy": rec["acc_S"], "attack_accuracy": rec["acc_A"], "test_accuracy": rec["acc_E"],
+                 "generalization_error": None if rec["acc_E"] is None else 1.0 - rec["acc_E"],
+                 "train_loss": rec["loss_S"], **common, **row}
+            runs.append_jsonl(out, r)
+            done.add(key)
+            if writer is not None:
+                _scalars(writer, r, common=key == keys[0])
+        if progress:
+            progress(epoch, None, f"{point.name} zero-error epoch {state['zero']}")
+
+    def callback(epoch, rec, model):
+        if state["zero"] is None and reached_zero_error(rec, exp.train["stop_on"]):
+            state["zero"] = epoch
+            if t["rescale_after"] is not None:
+                state["rescale_at"] = epoch + t["rescale_after"]
+        end = state["zero"] is not None and epoch >= state["zero"] + t["overtrain"]
+        rescale_now = epoch == state["rescale_at"]
+        if epoch % t["every"] == 0 or epoch == state["zero"] or end or rescale_now:
+            measure(epoch, rec, model, state["rescaled"])
+        if rescale_now:
+            rescale_layer(model, t["rescale_layer"], t["alpha"])
+            state["rescaled"] = True
+            measure(epoch, _after(session.splits(point.attack_size), model, rec), model, True)
+        return False
+
+    try:
+        _, result = session.train(point.optimizer, point.attack_size, point.seed, overtrain=t["overtrain"],
+                                  callback=callback)
+    finally:
+        if writer is not None:
+            writer.close()
+    return {"key": point.name, "zero_error_epoch": result.zero_error_epoch, "last_epoch": result.epochs,
+            "rescale_epoch": state["rescale_at"],
+            "rescale_missed": (t["rescale_epoch"], t["rescale_after"]) != (None, None) and not state["rescaled"]}
+
+
+def _after(splits, model, rec: dict) -> dict:
+    """The accuracy record of ``model`` right after rescaling (the function should be unchanged)."""
+    from tfflat.training import evaluate, predict_logits
+    from tfflat.training.loop import eval_inputs
+
+    return {**rec, **evaluate(predict_logits(model, eval_inputs(splits)), splits)}
+
+
+# ---------------------------------------------------------------- TensorBoard
+def _writer(directory, point: Point):
+    import tensorflow as tf
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{point.optimizer}_A{point.attack_size}_seed{point.seed}")
+    return tf.summary.create_file_writer(str(Path(directory) / name))
+
+
+SCALARS = ("train_accuracy", "test_accuracy", "train_loss", "log10_prior", "log10_sharpness",
+           "spectral_norm", "log10_topk_product")
+
+
+def _scalars(writer, rec: dict, common: bool = True) -> None:
+    """Write a record's numbers as TensorBoard scalars at step = epoch (TensorFlow core only: the
+    ``scalars`` plugin metadata is set by hand, so the tensorboard package is not needed to write)."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+                                       data_class=summary_pb2.DATA_CLASS_SCALAR)
+    suffix = "" if rec.get("zeta") is None else f"/zeta={rec['zeta']:g}"
+    with writer.as_default():
+        for name in SCALARS:
+            v = rec.get(name)
+            if v is None or (not common and name != "log10_sharpness"):
+                continue
+            tag = name + (suffix if name == "log10_sharpness" else "")
+            tf.summary.write(tag, tf.constant(float(v), tf.float32), step=int(rec["epoch"]),
+                             metadata=meta.SerializeToString())
+    writer.flush()

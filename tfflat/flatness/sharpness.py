@@ -1,0 +1,270 @@
+"""Keskar sharpness (Keskar et al. 2016, Def. 2.1; paper §2.2, App. E eq. 8, Table 1).
+
+For the mean sigmoid-CE loss L on S (see :mod:`tfflat.flatness.objective`) and the box
+
+    C_ζ = {Δw : |Δw_i| ≤ ζ (|w_i| + 1) for every parameter i}                      (eq. 8)
+
+    sharpness = 100 · (max_{Δw ∈ C_ζ} L(w + Δw) − L(w)) / (1 + L(w))               (Def. 2.1)
+
+flatness = 1 / sharpness; the figures plot −log10 sharpness. The maximum is searched by
+
+* ``method="sgd"`` (the paper's, App. E): minibatch gradient *ascent* Δ ← clip(Δ + lr ∇L_B(w+Δ))
+  from Δ = 0, projected back into C_ζ after every step; ``epochs`` passes over S in a fresh random
+  order each, minibatches of ``batch_size`` (the last one smaller); the running maximum of the
+  *full-S* loss is tracked after every step (``track="step"``, as the published code does) or
+  after every epoch (``track="epoch"``). The whole ascent is one compiled TensorFlow loop.
+* ``method="lbfgsb"`` (Keskar's original): scipy's L-BFGS-B minimising −L(w + Δ) over the box
+  ``-ζ(|w|+1) ≤ Δ ≤ ζ(|w|+1)`` from Δ = 0, full-S loss and gradient from one compiled function,
+  ``maxiter`` iterations (Keskar et al. ran 10).
+
+Both report the largest full-S loss among all points they evaluated (every one lies in C_ζ), so
+the result is a certified lower bound on the true maximum. As a check each result also carries the
+loss at the first-order corner Δ_i = ζ(|w_i|+1)·sign(∂L/∂w_i), another point of C_ζ: a maximiser
+that ends below it has not converged (raise ``lr`` or ``epochs``).
+
+The network runs in inference mode (BatchNorm on its moving statistics); w is the trainable
+weights; the model itself is never modified.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from tfflat import defaults
+from tfflat.errors import UserError
+from tfflat.flatness import objective
+
+METHODS = ("sgd", "lbfgsb")
+TRACKS = ("step", "epoch")
+
+
+@dataclass
+class SharpnessResult:
+    """Keskar sharpness of one network on one data set.
+
+    Attributes:
+      sharpness: 100 (max_loss − loss) / (1 + loss)  (Def. 2.1).
+      log10_sharpness: log10 of it (−inf when 0); the paper plots −log10 sharpness.
+      loss: L(w), the mean CE on the data at the unperturbed weights.
+      max_loss: the largest L(w + Δ) found in C_ζ.
+      corner_loss: L at the first-order corner of C_ζ (a feasible point; see the module doc).
+      trace: the running max_loss after each epoch (sgd) or iteration (lbfgsb), shape (epochs,).
+      seconds: wall time of the maximisation (including any tracing and compilation).
+      method: "sgd" or "lbfgsb".
+      settings: everything that determines the number (ζ, lr, epochs, batch size, seed, …).
+    """
+
+    sharpness: float
+    log10_sharpness: float
+    loss: float
+    max_loss: float
+    corner_loss: float
+    trace: np.ndarray
+    seconds: float
+    method: str
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        """The maximiser reached at least the corner's loss."""
+        return self.max_loss >= self.corner_loss
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "trace": [float(t) for t in self.trace]}
+
+
+def table1(task: str, model: str) -> dict:
+    """Table 1's (ζ, batch size, lr, epochs) for a task and a model name (``fcn``, ``resnet50``, …)."""
+    key = (task, defaults.model_family(model))
+    if key not in defaults.SHARPNESS:
+        known = ", ".join(f"{t}/{m}" for t, m in defaults.SHARPNESS)
+        raise UserError(f"Table 1 has no sharpness settings for {task}/{key[1]} (it has {known}); "
+                        "give --zeta, --lr, --epochs and --batch-size")
+    return dict(defaults.SHARPNESS[key])
+
+
+def check_settings(zeta: float, method: str = "sgd", lr: float = 1e-3, epochs: int = 100,
+                   batch_size: int = 32, maxiter: int = defaults.LBFGSB_MAXITER, track: str = "step") -> None:
+    """Raise :class:`UserError` for settings that cannot define a sharpness."""
+    if method not in METHODS:
+        raise UserError(f"unknown sharpness method {method!r}; choose one of {', '.join(METHODS)}")
+    if track not in TRACKS:
+        raise UserError(f"track must be one of {', '.join(TRACKS)}, got {track!r}")
+    if not (isinstance(zeta, (int, float)) and math.isfinite(zeta) and zeta > 0):
+        raise UserError(f"the box size ζ (--zeta) must be a positive number, got {zeta}")
+    if method == "sgd":
+        if not (math.isfinite(lr) and lr > 0):
+            raise UserError(f"the ascent learning rate (--lr) must be positive, got {lr}")
+        if int(epochs) < 1:
+            raise UserError(f"--epochs must be ≥ 1, got {epochs}")
+        if int(batch_size) < 1:
+            raise UserError(f"--batch-size must be ≥ 1, got {batch_size}")
+    elif int(maxiter) < 1:
+        raise UserError(f"--maxiter must be ≥ 1, got {maxiter}")
+
+
+def sharpness(model, x, y, zeta: float = 1e-4, method: str = "sgd", lr: float = 1e-3, epochs: int = 100,
+              batch_size: int = 32, seed: int = 0, *, maxiter: int = defaults.LBFGSB_MAXITER,
+              track: str = "step", eval_batch: int | None = None,
+              callback: Callable[[int, float], None] | None = None) -> SharpnessResult:
+    """Keskar sharpness (Def. 2.1) of ``model`` on (x, y); the model is left unchanged.
+
+    Args:
+      model: a built Keras model with one logit (evaluated with ``training=False``).
+      x, y: the data S: inputs (n, …) and 0/1 labels (n,).
+      zeta: box size ζ > 0 (Table 1: 1e-4 Boolean and MNIST, 1e-5 CIFAR).
+      method: ``"sgd"`` (projected minibatch gradient ascent, the paper's) or ``"lbfgsb"``.
+      lr, epochs, batch_size: the ascent's step size, passes over S and minibatch size (sgd).
+      seed: minibatch order (sgd).
+      maxiter: L-BFGS-B iterations (lbfgsb; Keskar et al. used 10).
+      track: evaluate the full-S loss after every ``"step"`` (default) or every ``"epoch"`` (sgd).
+      eval_batch: examples per forward chunk (default: all for dense networks, 256 otherwise).
+      callback: ``callback(epoch_or_iteration, max_loss)`` for progress; with sgd it makes the
+        ascent run one compiled call per epoch instead of one in all (same numbers).
+    Returns:
+      :class:`SharpnessResult`.
+    """
+    check_settings(zeta, method, lr, epochs, batch_size, maxiter, track)
+    t0 = time.perf_counter()
+    prob = objective.problem(model, x, y, eval_batch)
+    value_grad = objective.compiled(prob, "value_grad", _value_grad)
+    zero = np.zeros(prob.size, np.float32)
+    loss, grad = (t.numpy() for t in value_grad(prob.w0, prob.state, prob.data, zero, chunk=prob.chunk))
+    radius = zeta * (np.abs(prob.weights_numpy()) + 1.0)
+    corner = (radius * np.sign(grad)).astype(np.float32)
+    corner_loss = float(value_grad(prob.w0, prob.state, prob.data, corner, chunk=prob.chunk)[0])
+    settings = {"zeta": float(zeta), "method": method, "examples": prob.n, "parameters": prob.size}
+    if method == "sgd":
+        bs = min(int(batch_size), prob.n)
+        settings.update(lr=float(lr), epochs=int(epochs), batch_size=bs, seed=int(seed), track=track,
+                        steps=int(epochs) * math.ceil(prob.n / bs))
+        max_loss, trace = _sgd(prob, float(loss), zeta, lr, int(epochs), bs, seed, track, callback)
+    else:
+        settings.update(maxiter=int(maxiter))
+        max_loss, trace, info = _lbfgsb(prob, value_grad, float(loss), radius, int(maxiter), callback)
+        settings.update(info)
+    loss, max_loss = float(loss), float(max(max_loss, loss))
+    sharp = 100.0 * (max_loss - loss) / (1.0 + loss)
+    return SharpnessResult(sharpness=sharp, log10_sharpness=math.log10(sharp) if sharp > 0 else -math.inf,
+                           loss=loss, max_loss=max_loss, corner_loss=corner_loss, trace=np.asarray(trace),
+                           seconds=time.perf_counter() - t0, method=method, settings=settings)
+
+
+# ---- sgd: the whole projected ascent in one compiled loop -----------------------------------------
+
+def _sgd(prob, loss, zeta, lr, epochs, batch_size, seed, track, callback):
+    import tensorflow as tf
+
+    ascent = objective.compiled(prob, "ascent", _ascent)
+    delta = [tf.zeros_like(w) for w in prob.w0]
+    best = tf.constant(loss, tf.float32)
+    args = (prob.w0, prob.state, prob.data, tf.constant(zeta, tf.float32), tf.constant(lr, tf.float32))
+    statics = dict(batch_size=batch_size, chunk=prob.chunk, per_step=track == "step")
+    if callback is None:
+        delta, best, trace = ascent(*args, delta, best, tf.constant(0), tf.constant(epochs),
+                                    tf.constant(seed), **statics)
+        return float(best), trace.numpy()
+    traces = []
+    for e in range(epochs):
+        delta, best, trace = ascent(*args, delta, best, tf.constant(e), tf.constant(1), tf.constant(seed),
+                                    **statics)
+        traces.append(trace.numpy())
+        callback(e + 1, float(best))
+    return float(best), np.concatenate(traces)
+
+
+def _ascent(template, jit):
+    """Build the compiled ascent: ``epochs`` passes from epoch ``start`` (the seed fixes each order)."""
+    import tensorflow as tf
+
+    def ascent(w0, state, data, zeta, lr, delta, best, start, epochs, seed, *, batch_size, chunk, per_step):
+        x, y, xp, yp, mp = data
+        n = int(y.shape[0])
+        batches = math.ceil(n / batch_size)
+        pad = batches * batch_size - n
+        radius = [zeta * (tf.abs(w) + 1.0) for w in w0]
+
+        def full_loss(d):
+            ws = [w + dw for w, dw in zip(w0, d)]
+            return objective.chunk_sum(lambda xb, yb, mb: objective.loss_sum(template, ws, state, xb, yb, mb),
+                                       xp, yp, mp, chunk) / n
+
+        def step(d, idx):
+            mask = tf.cast(idx >= 0, tf.float32)
+            safe = tf.maximum(idx, 0)
+            xb, yb = tf.gather(x, safe), tf.gather(y, safe)
+            with tf.GradientTape() as tape:
+                tape.watch(d)
+                ws = [w + dw for w, dw in zip(w0, d)]
+                batch_loss = objective.loss_sum(template, ws, state, xb, yb, mask) / tf.reduce_sum(mask)
+            grads = tape.gradient(batch_loss, d, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return [tf.clip_by_value(dw + lr * g, -r, r) for dw, g, r in zip(d, grads, radius)]
+
+        trace = tf.TensorArray(tf.float32, size=epochs)
+        for e in tf.range(epochs):
+            key = tf.stack([seed, start + e])
+            order = tf.cast(tf.argsort(tf.random.stateless_uniform([n], seed=key), stable=True), tf.int32)
+            slots = tf.reshape(tf.concat([order, tf.fill([pad], -1)], 0), [batches, batch_size])
+            for b in tf.range(batches):
+                delta = step(delta, slots[b])
+                if per_step:
+                    best = tf.maximum(best, full_loss(delta))
+            if not per_step:
+                best = tf.maximum(best, full_loss(delta))
+            trace = trace.write(e, best)
+        return delta, best, trace.stack()
+
+    return tf.function(ascent, jit_compile=jit)
+
+
+# ---- lbfgsb: scipy's L-BFGS-B on a compiled loss-and-gradient --------------------------------------
+
+def _value_grad(template, jit):
+    """Build ``(w0, state, data, Δ flat) -> (L(w0 + Δ), ∇L flat)`` over the whole data set."""
+    import tensorflow as tf
+
+    def value_grad(w0, state, data, delta, *, chunk):
+        _, y, xp, yp, mp = data
+        d = objective.unflatten(delta, w0)
+
+        def part(xb, yb, mb):
+            with tf.GradientTape() as tape:
+                tape.watch(d)
+                total = objective.loss_sum(template, [w + dw for w, dw in zip(w0, d)], state, xb, yb, mb)
+            return [total] + tape.gradient(total, d, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+        out = objective.chunk_sum(part, xp, yp, mp, chunk)
+        n = tf.cast(tf.shape(y)[0], tf.float32)
+        return out[0] / n, objective.flatten(out[1:]) / n
+
+    return tf.function(value_grad, jit_compile=jit)
+
+
+def _lbfgsb(prob, value_grad, loss, radius, maxiter, callback):
+    """Maximise L over the box with scipy's L-BFGS-B; the max over every evaluated (feasible) point."""
+    from scipy.optimize import Bounds, minimize
+
+    best = [loss]
+
+    def neg(delta):
+        value, grad = value_grad(prob.w0, prob.state, prob.data, delta.astype(np.float32), chunk=prob.chunk)
+        value = float(value)
+        best[0] = max(best[0], value)
+        return -value, -grad.numpy().astype(np.float64)
+
+    trace = []
+
+    def iteration(intermediate_result):
+        trace.append(best[0])
+        if callback is not None:
+            callback(len(trace), best[0])
+
+    out = minimize(neg, np.zeros(prob.size), jac=True, method="L-BFGS-B", bounds=Bounds(-radius, radius),
+                   callback=iteration, options={"maxiter": maxiter})
+    return best[0], trace, {"iterations": int(out.nit), "evaluations": int(out.nfev),
+                            "message": str(out.message)}
