@@ -18,6 +18,8 @@ from .output import Progress, emit
 @click.option("--model", default="fcn", show_default=True, help="fcn, fcn-small, fcn:W1,W2,… or resnet50.")
 @click.option("--sigma-w", type=float, default=None, help="Weight std × √fan_in (default: the task's).")
 @click.option("--sigma-b", type=float, default=None, help="Bias std (default: the task's).")
+@click.option("--bn-momentum", type=float, default=None,
+              help="resnet50: BatchNorm moving-average momentum (default Keras' 0.99; lower it for tiny data).")
 @click.option("--optimizer", type=click.Choice(NAMES), default="sgd", show_default=True)
 @click.option("--lr", "learning_rate", type=float, default=None, help="Learning rate (default: the optimizer's).")
 @click.option("--opt-arg", multiple=True, metavar="KEY=VALUE", help="Optimizer hyperparameter; repeatable.")

@@ -54,7 +54,7 @@ def _save(fig, path: Path) -> list[Path]:
     out = []
     for ext in ("png", "pdf"):
         buf = io.BytesIO()
-        fig.savefig(buf, format=ext, bbox_inches="tight")
+        fig.savefig(buf, format=ext)
         p = path.with_suffix(f".{ext}")
         runs.atomic_write(p, buf.getvalue())
         out.append(p)
@@ -91,7 +91,8 @@ def sweep_figures(df, out_dir) -> list[Path]:
         opt, over = (gkey + (0,))[:2] if isinstance(gkey, tuple) else (gkey, 0)
         ncol = min(3, len(panels))
         nrow = int(np.ceil(len(panels) / ncol))
-        fig, axes = plt.subplots(nrow, ncol, figsize=(2.4 * ncol + 0.8, 2.2 * nrow), squeeze=False)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(2.4 * ncol + 0.8, 2.2 * nrow + 0.3), squeeze=False,
+                                 layout="constrained")
         sc = None
         for ax, (xc, yc) in zip(axes.flat, panels):
             sc = ax.scatter(g[xc], g[yc], c=g["attack_size"], cmap="viridis", vmin=a_min, vmax=max(a_max, a_min + 1),
@@ -103,7 +104,6 @@ def sweep_figures(df, out_dir) -> list[Path]:
             ax.set_visible(False)
         extra = f"{opt}" + (f", {int(over)} overtraining epochs" if over else ", zero-error epoch")
         fig.suptitle(_title(g, extra), fontsize=8)
-        fig.tight_layout()
         if sc is not None:
             cb = fig.colorbar(sc, ax=axes.ravel().tolist(), shrink=0.9, pad=0.02)
             cb.set_label("|A|")
@@ -123,7 +123,8 @@ def temporal_figures(df, out_dir) -> list[Path]:
         common = g.drop_duplicates(["epoch", "after_rescale"])
         rows = [r for r in ("log10_sharpness", "log10_prior", "spectral_norm") if r in g and g[r].notna().any()]
         rows.append("accuracy")
-        fig, axes = plt.subplots(len(rows), 1, figsize=(4.8, 1.6 * len(rows) + 0.4), sharex=True, squeeze=False)
+        fig, axes = plt.subplots(len(rows), 1, figsize=(4.8, 1.6 * len(rows) + 0.4), sharex=True, squeeze=False,
+                                 layout="constrained")
         axes = axes[:, 0]
         for ax, row in zip(axes, rows):
             if row == "log10_sharpness":
@@ -155,7 +156,6 @@ def temporal_figures(df, out_dir) -> list[Path]:
         if "alpha" in g and g["after_rescale"].any():
             extra += f", α = {g['alpha'].iloc[0]:g} at epoch {int(g['rescale_epoch'].iloc[0])}"
         axes[0].set_title(_title(g, extra))
-        fig.tight_layout()
         written += _save(fig, out_dir / f"temporal_{opt}_A{a}_seed{seed}")
         plt.close(fig)
     return written

@@ -74,9 +74,9 @@ def test_cli_plot_sweep_writes_figures_and_tables(tmp_path, rng, capsys):
     assert set(table.columns) >= {"optimizer", "pair", "n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p",
                                   "kendall_tau", "kendall_p"}
     expect = stats.correlation_table(pd.DataFrame(recs))
-    assert json.loads((out / "correlations.json").read_text()) == pytest.approx(expect) or \
-        [r["pearson_r"] for r in json.loads((out / "correlations.json").read_text())] == \
-        pytest.approx([r["pearson_r"] for r in expect])
+    saved = json.loads((out / "correlations.json").read_text())
+    assert [(r["optimizer"], r["pair"]) for r in saved] == [(r["optimizer"], r["pair"]) for r in expect]
+    assert [r["pearson_r"] for r in saved] == pytest.approx([r["pearson_r"] for r in expect])
     assert np.allclose(table["kendall_tau"], [r["kendall_tau"] for r in expect])
 
 
@@ -89,7 +89,7 @@ def test_cli_plot_temporal_summarises_the_rescaling(tmp_path, capsys):
     main(["plot", str(res), "--out", str(tmp_path / "figs")])
     out = capsys.readouterr().out
     assert "α=5.9 at epoch 30: sharpness 1.259 → 100" in out
-    check_figure_files(sorted((tmp_path / "figs").glob("temporal_*")))
+    check_figure_files(sorted((tmp_path / "figs").glob("temporal_sgd*")))
     summary = json.loads((tmp_path / "figs" / "temporal_summary.json").read_text())
     assert summary[0]["zero_error_epoch"] == 20 and summary[0]["log10_prior_before"] == summary[0]["log10_prior_after"]
 

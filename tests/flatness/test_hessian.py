@@ -27,9 +27,6 @@ def test_hvp_equals_exact_hessian_times_v(tiny):
     for _ in range(3):
         v = rng.normal(size=h.size)
         np.testing.assert_allclose(h(v), hess @ v, atol=2e-5 * scale * np.abs(v).sum() / 10)
-    # chunked over S (20 examples in padded chunks of 7) is the same operator
-    hc = hvp(model, x, y, eval_batch=7)
-    np.testing.assert_allclose(hc.dense(), h.dense(), atol=1e-5 * scale)
     np.testing.assert_allclose(h.dense(), hess, atol=1e-5 * scale)
 
 
@@ -78,7 +75,8 @@ def test_hutchinson_is_exact_for_a_diagonal_operator():
 
 
 def test_batchnorm_network_in_inference_mode():
-    """A conv + BatchNorm network: the HVP is that of the inference-mode loss; nothing is updated."""
+    """A conv + BatchNorm network: the HVP is that of the inference-mode loss, also summed over S in
+    padded chunks (12 examples, chunks of 5); nothing is updated."""
     import keras
     import tensorflow as tf
 

@@ -132,35 +132,37 @@ def layer_sizes(bits: int, widths) -> list[tuple[int, int]]:
 
 
 def normals_per_sample(bits: int, widths) -> int:
-    return sum(i * o + o for i, o in layer_sizes(bits, widths))
+    return sum((i + 1) * o for i, o in layer_sizes(bits, widths))
 
 
 def reference_normals(seed: int, start: int, count: int, per_sample: int) -> np.ndarray:
     """The stream's standard normals for samples ``start … start+count-1`` in float64 numpy,
-    shape (count, per_sample): the definition the compiled sampler is tested against."""
+    shape (count, per_sample): the definition the compiled sampler is tested against.
+
+    Sample s owns SplitMix64 outputs s·q … s·q+q−1 (q = ⌈per_sample/2⌉); output i is
+    mix64(key + (i+1)·γ); its low 32 bits give the radius, its top 24 bits the angle of a
+    Box–Muller pair; the q cosines come first, then the q sines."""
     q = (per_sample + 1) // 2
     idx = (np.arange(start * q, (start + count) * q, dtype=np.uint64) + np.uint64(1))
     with np.errstate(over="ignore"):
         x = _mix64_np(np.uint64(stream_key(seed)) + idx * np.uint64(_GAMMA))
     lo = (x & np.uint64(0xFFFFFFFF)).astype(np.float64)
-    hi = (x >> np.uint64(32)).astype(np.float64)
+    hi = (x >> np.uint64(40)).astype(np.float64)
     r = np.sqrt(-2.0 * np.log((lo + 0.5) * 2.0 ** -32))
-    a = 2 * np.pi * (np.floor(hi / 256) * 2.0 ** -24)
+    a = 2 * np.pi * hi * 2.0 ** -24
     z = np.concatenate([(r * np.cos(a)).reshape(count, q), (r * np.sin(a)).reshape(count, q)], axis=1)
     return z[:, :per_sample]
 
 
 def split_weights(z, bits: int, widths, sigma_w: float, sigma_b: float, reshape=np.reshape):
-    """Standard normals (B, per_sample) → [(W (B, fan_in, fan_out), b (B, fan_out)), …], scaled.
-
-    Per sample the stream is read layer by layer: W row-major, then b."""
+    """Standard normals (B, per_sample) → per layer G (B, fan_out, fan_in + 1), scaled: row j is
+    unit j's incoming weights (σw/√fan_in · N(0,1)) followed by its bias (σb · N(0,1))."""
     out, at = [], 0
     for fan_in, fan_out in layer_sizes(bits, widths):
-        w = z[:, at:at + fan_in * fan_out] * (sigma_w / math.sqrt(fan_in))
-        at += fan_in * fan_out
-        b = z[:, at:at + fan_out] * sigma_b
-        at += fan_out
-        out.append((reshape(w, (-1, fan_in, fan_out)), b))
+        scale = np.array([sigma_w / math.sqrt(fan_in)] * fan_in + [sigma_b], np.float32)
+        g = reshape(z[:, at:at + fan_out * (fan_in + 1)], (-1, fan_out, fan_in + 1)) * scale
+        at += fan_out * (fan_in + 1)
+        out.append(g)
     return out
 
 
@@ -172,8 +174,8 @@ def reference_functions(seed: int, start: int, count: int, bits: int, widths=(40
     z = reference_normals(seed, start, count, normals_per_sample(bits, widths))
     h = np.broadcast_to(boolean_inputs(bits).astype(np.float64), (count, 2 ** bits, bits))
     layers = split_weights(z, bits, widths, sigma_w, sigma_b)
-    for i, (w, b) in enumerate(layers):
-        h = h @ w + b[:, None, :]
+    for i, g in enumerate(layers):
+        h = h @ np.swapaxes(g[:, :, :-1], 1, 2) + g[:, None, :, -1]
         if i < len(layers) - 1:
             h = np.maximum(h, 0.0)
     return (h[..., 0] >= 0).astype(np.uint8)
@@ -184,6 +186,8 @@ class _Network:
 
     def __init__(self, bits: int, widths, sigma_w: float, sigma_b: float, seed: int, batch: int):
         import tensorflow as tf
+
+        from tfflat.data import boolean_inputs
 
         self.batch, self.words = batch, n_words(bits)
         per = normals_per_sample(bits, widths)
@@ -223,18 +227,18 @@ class _Network:
             r, sin, cos = (tf.reshape(t, [batch, q]) for t in (r, sin, cos))
             return tf.concat([r * cos, r * sin], axis=1)[:, :per]
 
-        def first(start):
-            layers = split_weights(normals(start), bits, widths, sigma_w, sigma_b, tf.reshape)
-            (w1, b1) = layers[0]
-            # layer 1 on all 2ⁿ inputs by doubling: rows k and k + 2^t differ by W1[t] (input k has x_t = bit t)
-            h = b1[:, None, :]
-            for t in range(bits):
-                h = tf.concat([h, h + w1[:, t:t + 1, :]], axis=1)
-            return tf.nn.relu(h), layers[1:]
+        width1 = widths[0]
+        ones_unit = tf.constant(np.eye(1, bits + 1, bits, dtype=np.float32)[None])   # picks the input 1
 
-        def head(h, b, w_out, b_out):
-            h = tf.nn.relu(h + b[:, None, :])
-            z = tf.reduce_sum(h * w_out[:, None, :, 0], axis=2) + b_out
+        def weights(start):
+            g = split_weights(normals(start), bits, widths, sigma_w, sigma_b, tf.reshape)
+            # an extra first-layer unit with output 1 (relu(1) = 1) carries the next layer's bias
+            g1 = tf.concat([g[0], tf.tile(ones_unit, [batch, 1, 1])], axis=1)
+            return [tf.reshape(g1, [batch * (width1 + 1), bits + 1])] + g[1:]
+
+        def head(u, g_out):
+            # u: (B, width, 2ⁿ) last hidden pre-activations (bias included); g_out: (B, 1, width+1)
+            z = tf.reduce_sum(tf.nn.relu(u) * g_out[:, 0, :-1, None], axis=1) + g_out[:, 0, -1:]
             f = tf.cast(z >= 0, tf.uint32)
             if nbits32 > nout:
                 f = tf.pad(f, [[0, 0], [0, nbits32 - nout]])
@@ -244,21 +248,26 @@ class _Network:
                 w32 = tf.pad(w32, [[0, 0], [0, 1]])
             return w32
 
-        first_c = tf.function(first, jit_compile=True)
-        middle_c = tf.function(lambda u, b: tf.nn.relu(u + b[:, None, :]), jit_compile=True)
+        def augment(u):             # relu, and a row of ones that carries the next layer's bias
+            return tf.concat([tf.nn.relu(u), tf.ones_like(u[:, :1, :])], axis=1)
+
+        weights_c = tf.function(weights, jit_compile=True)
+        augment_c = tf.function(augment, jit_compile=True)
         head_c = tf.function(head, jit_compile=True)
+        x_aug = tf.constant(np.concatenate([boolean_inputs(bits), np.ones((nout, 1), np.float32)], 1).T)
 
         @tf.function
         def run(start):
-            h, rest = first_c(start)
-            hidden, (w_out, b_out) = rest[:-1], rest[-1]
-            if not hidden:                       # one hidden layer: h is already its activation
-                return head_c(h, tf.zeros_like(h[:, 0, :]), w_out, b_out)
-            for i, (w, b) in enumerate(hidden):
-                u = tf.matmul(h, w)              # the batched GEMM: TF's kernel beats XLA's here
+            g1, *hidden, g_out = weights_c(start)
+            # everything is transposed (units × inputs) so that layer 1 is one plain GEMM
+            u = tf.reshape(tf.nn.relu(tf.matmul(g1, x_aug)), [batch, width1 + 1, nout])
+            for i, g in enumerate(hidden):
+                u = tf.matmul(g, u)                      # (B, w, w_prev+1) @ (B, w_prev+1, 2ⁿ)
                 if i < len(hidden) - 1:
-                    h = middle_c(u, b)
-            return head_c(u, b, w_out, b_out)
+                    u = augment_c(u)
+            if not hidden:                               # one hidden layer: drop the ones row
+                u = u[:, :-1, :]
+            return head_c(u, g_out)
 
         self._run = run
 

@@ -208,7 +208,7 @@ def _ascent(template, jit):
         trace = tf.TensorArray(tf.float32, size=epochs)
         for e in tf.range(epochs):
             key = tf.stack([seed, start + e])
-            order = tf.cast(tf.argsort(tf.random.stateless_uniform([n], seed=key), stable=True), tf.int32)
+            order = tf.cast(tf.argsort(tf.random.stateless_uniform([n], seed=key, alg="philox"), stable=True), tf.int32)
             slots = tf.reshape(tf.concat([order, tf.fill([pad], -1)], 0), [batches, batch_size])
             for b in tf.range(batches):
                 delta = step(delta, slots[b])

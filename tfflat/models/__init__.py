@@ -6,7 +6,8 @@ from tfflat import defaults
 from tfflat.errors import UserError
 
 
-def model_spec(model: str, task: str, input_shape, widths=None, sigma_w=None, sigma_b=None) -> dict:
+def model_spec(model: str, task: str, input_shape, widths=None, sigma_w=None, sigma_b=None,
+               bn_momentum=None) -> dict:
     """The JSON-able description of a model: ``fcn`` (d-40-40-1), ``fcn-small`` (d-10-40-1), a custom
     ``fcn:W1,W2,…`` or ``resnet50``; σw, σb default to the task's (SPEC §2)."""
     sw, sb = defaults.SIGMAS.get(task, defaults.SIGMAS["mnist"])
@@ -16,7 +17,7 @@ def model_spec(model: str, task: str, input_shape, widths=None, sigma_w=None, si
         if tuple(input_shape) != (32, 32, 3):
             raise UserError(f"resnet50 takes 32×32×3 images; the {task} task has inputs {tuple(input_shape)}; "
                             "use --model fcn or --dataset cifar_cats_cars")
-        return {"kind": "resnet50", "input_shape": list(input_shape)}
+        return {"kind": "resnet50", "input_shape": list(input_shape), "bn_momentum": bn_momentum}
     if model in defaults.FCN_PRESETS:
         widths = defaults.FCN_PRESETS[model] if widths is None else widths
     elif model.startswith("fcn:"):
@@ -37,5 +38,5 @@ def build(spec: dict, seed: int | None = 0):
         return fcn(spec["input_shape"], spec["widths"], spec["sigma_w"], spec["sigma_b"], seed=seed)
     if spec["kind"] == "resnet50":
         from tfflat.models.resnet import resnet50
-        return resnet50(spec["input_shape"], seed=seed)
+        return resnet50(spec["input_shape"], seed=seed, bn_momentum=spec.get("bn_momentum"))
     raise UserError(f"unknown model kind {spec['kind']!r}")

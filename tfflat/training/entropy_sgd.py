@@ -111,7 +111,7 @@ class EntropySGD(keras.optimizers.Optimizer):
         first, last = tf.equal(k, 0), tf.equal(k, self.inner_steps - 1)
         x = tf.convert_to_tensor(variable)
         # start of an outer step: x_c ← x, μ ← x (read from the model, so outside edits count)
-        x_c = tf.where(first, x, tf.convert_to_tensor(anchor))
+        x_c = tf.convert_to_tensor(anchor)
         mu = tf.where(first, x, tf.convert_to_tensor(average))
         gamma = tf.cast(self.gamma(), dtype)
 

@@ -20,6 +20,7 @@ class TrainConfig:
     model: str = "fcn"
     sigma_w: float | None = None          # default: the task's (SPEC §2)
     sigma_b: float | None = None
+    bn_momentum: float | None = None      # resnet50: BatchNorm momentum (default Keras' 0.99)
     optimizer: str = "sgd"
     learning_rate: float | None = None    # default: the optimizer's (SPEC §3)
     opt_args: dict = field(default_factory=dict)
@@ -58,7 +59,7 @@ def prepare(config: TrainConfig, task=None):
     task = task or load_task(config.dataset, config.data_dir, bits=config.bits, target=config.target,
                              target_seed=config.data_seed)
     spec = models.model_spec(config.model, config.dataset, task.input_shape, sigma_w=config.sigma_w,
-                             sigma_b=config.sigma_b)
+                             sigma_b=config.sigma_b, bn_momentum=config.bn_momentum)
     splits = take(task, draw_indices(task, config.train_size, config.attack_size, config.test_size,
                                      config.data_seed))
     return task, spec, splits
