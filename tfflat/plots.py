@@ -123,6 +123,8 @@ def temporal_figures(df, out_dir) -> list[Path]:
         common = g.drop_duplicates(["epoch", "after_rescale"])
         rows = [r for r in ("log10_sharpness", "log10_prior", "spectral_norm") if r in g and g[r].notna().any()]
         rows.append("accuracy")
+        r_epochs = g.loc[g["after_rescale"].astype(bool), "epoch"] if "after_rescale" in g else []
+        rescaled = float(min(r_epochs)) if len(r_epochs) else None
         fig, axes = plt.subplots(len(rows), 1, figsize=(4.8, 1.6 * len(rows) + 0.4), sharex=True, squeeze=False,
                                  layout="constrained")
         axes = axes[:, 0]
@@ -149,12 +151,12 @@ def temporal_figures(df, out_dir) -> list[Path]:
             zero = g["zero_error_epoch"].dropna()
             if len(zero):
                 ax.axvline(float(zero.iloc[-1]), color="green", ls="--", lw=0.8)
-            if "rescale_epoch" in g and g["after_rescale"].any():
-                ax.axvline(float(g["rescale_epoch"].iloc[0]), color="red", ls="--", lw=0.8)
+            if rescaled is not None:
+                ax.axvline(rescaled, color="red", ls="--", lw=0.8)
         axes[-1].set_xlabel("epoch")
         extra = f"{opt}, |A|={a}, seed {seed}"
-        if "alpha" in g and g["after_rescale"].any():
-            extra += f", α = {g['alpha'].iloc[0]:g} at epoch {int(g['rescale_epoch'].iloc[0])}"
+        if rescaled is not None:
+            extra += f", α = {g['alpha'].dropna().iloc[0]:g} at epoch {rescaled:g}"
         axes[0].set_title(_title(g, extra))
         written += _save(fig, out_dir / f"temporal_{opt}_A{a}_seed{seed}")
         plt.close(fig)

@@ -39,8 +39,8 @@ def loss64(weights, x, y):
     return float(np.mean(np.logaddexp(0, z) - y * z))
 
 
-def exact_derivatives(weights, x, y):
-    """(gradient, Hessian) of the mean CE w.r.t. the flattened weights, float64, by nested autodiff."""
+def exact_derivatives(weights, x, y, hessian=True):
+    """(gradient, Hessian or None) of the mean CE w.r.t. the flattened weights, float64, nested autodiff."""
     import tensorflow as tf
 
     shapes = [np.shape(w) for w in weights]
@@ -59,5 +59,4 @@ def exact_derivatives(weights, x, y):
             z = tf.reshape(h, [-1])
             loss = tf.reduce_mean(tf.nn.softplus(z) - yt * z)
         grad = inner.gradient(loss, flat)
-    hess = outer.jacobian(grad, flat)
-    return grad.numpy(), hess.numpy()
+    return grad.numpy(), outer.jacobian(grad, flat).numpy() if hessian else None

@@ -41,7 +41,7 @@ def reference_ascent(weights, x, y, zeta, lr, epochs, batch_size, seed):
         order = tf.argsort(tf.random.stateless_uniform([len(y)], seed=[seed, e], alg="philox"), stable=True).numpy()
         for i in range(0, len(y), batch_size):
             b = order[i:i + batch_size]
-            grad, _ = exact_derivatives([w + d for w, d in zip(w0, delta)], x[b], y[b])
+            grad, _ = exact_derivatives([w + d for w, d in zip(w0, delta)], x[b], y[b], hessian=False)
             parts = np.split(grad, np.cumsum([w.size for w in w0])[:-1])
             delta = [np.clip(d + lr * g.reshape(d.shape), -r, r) for d, g, r in zip(delta, parts, radius)]
             best = max(best, loss64([w + d for w, d in zip(w0, delta)], x, y))
@@ -81,17 +81,17 @@ def test_both_methods_find_the_exact_maximum_of_a_convex_loss():
 def test_reaches_the_first_order_corner_and_grows_with_zeta(tiny, method):
     model, x, y = tiny
     before = [w.copy() for w in model.get_weights()]
-    grad, _ = exact_derivatives(before, x, y)
+    grad, _ = exact_derivatives(before, x, y, hessian=False)
+    sizes = np.cumsum([w.size for w in before])[:-1]
+    flat = np.concatenate([w.ravel() for w in before]).astype(np.float64)
     values = []
     for zeta in (1e-4, 3e-4, 1e-3):
-        res = sharpness(model, x, y, zeta=zeta, method=method, lr=0.01, epochs=10, batch_size=BS)
-        flat = np.concatenate([w.ravel() for w in before]).astype(np.float64)
+        # full-batch projected ascent: no minibatch noise to keep it off the corner (see the module doc)
+        res = sharpness(model, x, y, zeta=zeta, method=method, lr=1.0, epochs=10, batch_size=N)
         corner = flat + zeta * (np.abs(flat) + 1) * np.sign(grad)
-        corner_loss = loss64(np.split(corner, np.cumsum([w.size for w in before])[:-1]) and
-                             [c.reshape(w.shape) for c, w in
-                              zip(np.split(corner, np.cumsum([w.size for w in before])[:-1]), before)], x, y)
+        corner_loss = loss64([c.reshape(w.shape) for c, w in zip(np.split(corner, sizes), before)], x, y)
         assert res.corner_loss == pytest.approx(corner_loss, rel=1e-6)
-        assert res.max_loss >= corner_loss - 1e-7 and res.converged
+        assert res.max_loss >= corner_loss * (1 - 1e-6) and res.converged      # up to float32 rounding
         values.append(res.sharpness)
         assert unchanged(model, before)
     assert values[0] < values[1] < values[2]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -140,17 +139,22 @@ def reference_normals(seed: int, start: int, count: int, per_sample: int) -> np.
     shape (count, per_sample): the definition the compiled sampler is tested against.
 
     Sample s owns SplitMix64 outputs s·q … s·q+q−1 (q = ⌈per_sample/2⌉); output i is
-    mix64(key + (i+1)·γ); its low 32 bits give the radius, its top 24 bits the angle of a
-    Box–Muller pair; the q cosines come first, then the q sines."""
+    x = mix64(key + (i+1)·γ). Each x is one Box–Muller pair (r cos θ, r sin θ): the low 32 bits
+    give r = √(−2 ln u), u = (lo + ½)/2³²; the high 32 bits give θ uniform on the circle as an angle
+    in [0, π/4) (21 bits) mapped by one of the 8 symmetries of the square (3 bits: swap the pair,
+    negate the first, negate the second). The q first members come first, then the q second ones."""
     q = (per_sample + 1) // 2
     idx = (np.arange(start * q, (start + count) * q, dtype=np.uint64) + np.uint64(1))
     with np.errstate(over="ignore"):
         x = _mix64_np(np.uint64(stream_key(seed)) + idx * np.uint64(_GAMMA))
     lo = (x & np.uint64(0xFFFFFFFF)).astype(np.float64)
-    hi = (x >> np.uint64(40)).astype(np.float64)
+    hi = (x >> np.uint64(32)).astype(np.uint64)
     r = np.sqrt(-2.0 * np.log((lo + 0.5) * 2.0 ** -32))
-    a = 2 * np.pi * hi * 2.0 ** -24
-    z = np.concatenate([(r * np.cos(a)).reshape(count, q), (r * np.sin(a)).reshape(count, q)], axis=1)
+    angle = (hi >> np.uint64(11)).astype(np.float64) * (np.pi / 4 * 2.0 ** -21)
+    swap = (hi & np.uint64(1)).astype(bool)
+    a = np.where(swap, np.sin(angle), np.cos(angle)) * np.where(hi & np.uint64(2), -1.0, 1.0)
+    b = np.where(swap, np.cos(angle), np.sin(angle)) * np.where(hi & np.uint64(4), -1.0, 1.0)
+    z = np.concatenate([(r * a).reshape(count, q), (r * b).reshape(count, q)], axis=1)
     return z[:, :per_sample]
 
 
@@ -182,7 +186,13 @@ def reference_functions(seed: int, start: int, count: int, bits: int, widths=(40
 
 
 class _Network:
-    """Compiled evaluation of ``batch`` random networks on all 2ⁿ inputs → packed words."""
+    """Compiled evaluation of ``batch`` random networks on all 2ⁿ inputs → packed words.
+
+    Three calls per batch: (1, XLA) the weights from the stream and the first layer's activations,
+    (2, TF's batched GEMM, faster than XLA's on CPU) each further hidden layer, (3, XLA) the output
+    layer, the sign and the bit packing. Layouts are (network, unit, input) throughout; each
+    layer's last row of activations is a constant 1 that carries the next layer's biases.
+    """
 
     def __init__(self, bits: int, widths, sigma_w: float, sigma_b: float, seed: int, batch: int):
         import tensorflow as tf
@@ -192,84 +202,80 @@ class _Network:
         self.batch, self.words = batch, n_words(bits)
         per = normals_per_sample(bits, widths)
         q = (per + 1) // 2
-        key = tf.constant(np.uint64(stream_key(seed)))
-        gamma, m1, m2 = (tf.constant(np.uint64(v)) for v in (_GAMMA, _M1, _M2))
+        u64 = lambda v: tf.constant(np.uint64(v))      # noqa: E731
+        key, gamma, m1, m2 = u64(stream_key(seed)), u64(_GAMMA), u64(_M1), u64(_M2)
         nout = 2 ** bits
-        nbits32 = max(nout, 32)
+        n32 = max(nout, 32) // 32
         shifts = tf.constant(np.arange(32, dtype=np.uint32))
-        two_pi = 2.0 * math.pi
-
-        def sincos(u):
-            # sin/cos(2πu), u ∈ [0, 1): quadrant reduction + minimax polynomials on [-π/4, π/4]
-            # (Cephes sinf/cosf), |error| < 1e-7; XLA's own sin/cos are scalar and 5× slower here.
-            quad = tf.round(4.0 * u)
-            x = (u - 0.25 * quad) * two_pi
-            x2 = x * x
-            s = x + x * x2 * (-1.6666654611e-1 + x2 * (8.3321608736e-3 + x2 * -1.9515295891e-4))
-            c = 1.0 - 0.5 * x2 + x2 * x2 * (4.166664568298827e-2 + x2 * (-1.388731625493765e-3
-                                                                         + x2 * 2.443315711809948e-5))
-            k = tf.cast(quad, tf.int32) % 4
-            sin = tf.where(k == 0, s, tf.where(k == 1, c, tf.where(k == 2, -s, -c)))
-            cos = tf.where(k == 0, c, tf.where(k == 1, -s, tf.where(k == 2, -c, s)))
-            return sin, cos
+        x_aug = np.concatenate([boolean_inputs(bits), np.ones((nout, 1), np.float32)], 1).T   # (n+1, 2ⁿ)
+        s1, s2, s3, s4 = (-1.6666654611e-1, 8.3321608736e-3, -1.9515295891e-4, None)
+        c1, c2, c3 = 4.166664568298827e-2, -1.388731625493765e-3, 2.443315711809948e-5
 
         def normals(start):
-            # SplitMix64 output i = mix64(key + (i+1)·γ); each 64-bit word → two Box–Muller normals
+            """(batch, per) standard normals of samples start…; see :func:`reference_normals`."""
             idx = tf.cast(start, tf.uint64) * q + tf.cast(tf.range(batch * q, dtype=tf.int64), tf.uint64) + 1
             z = key + idx * gamma
-            z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, tf.constant(np.uint64(30)))) * m1
-            z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, tf.constant(np.uint64(27)))) * m2
-            z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, tf.constant(np.uint64(31))))
-            lo = tf.cast(tf.bitwise.bitwise_and(z, tf.constant(np.uint64(0xFFFFFFFF))), tf.uint32)
-            hi = tf.cast(tf.bitwise.right_shift(z, tf.constant(np.uint64(40))), tf.uint32)
+            z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, u64(30))) * m1
+            z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, u64(27))) * m2
+            z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, u64(31)))
+            lo = tf.cast(tf.bitwise.bitwise_and(z, u64(0xFFFFFFFF)), tf.uint32)
+            hi = tf.cast(tf.bitwise.right_shift(z, u64(32)), tf.uint32)
             r = tf.sqrt(-2.0 * tf.math.log((tf.cast(lo, tf.float32) + 0.5) * 2.0 ** -32))
-            sin, cos = sincos(tf.cast(hi, tf.float32) * 2.0 ** -24)
-            r, sin, cos = (tf.reshape(t, [batch, q]) for t in (r, sin, cos))
-            return tf.concat([r * cos, r * sin], axis=1)[:, :per]
+            # sin, cos on [0, π/4): Cephes sinf/cosf minimax polynomials (|error| < 1e-7); XLA's own
+            # sin and cos are several times slower here
+            x = tf.cast(tf.bitwise.right_shift(hi, 11), tf.float32) * (math.pi / 4 * 2.0 ** -21)
+            x2 = x * x
+            sin = x + x * x2 * (s1 + x2 * (s2 + x2 * s3))
+            cos = 1.0 - 0.5 * x2 + x2 * x2 * (c1 + x2 * (c2 + x2 * c3))
+            swap = tf.bitwise.bitwise_and(hi, 1) > 0
+            sign_a = tf.bitwise.left_shift(tf.bitwise.bitwise_and(hi, 2), 30)    # bit 1 → sign bit
+            sign_b = tf.bitwise.left_shift(tf.bitwise.bitwise_and(hi, 4), 29)    # bit 2 → sign bit
+            a = tf.bitcast(tf.bitwise.bitwise_xor(tf.bitcast(r * tf.where(swap, sin, cos), tf.uint32), sign_a),
+                           tf.float32)
+            b = tf.bitcast(tf.bitwise.bitwise_xor(tf.bitcast(r * tf.where(swap, cos, sin), tf.uint32), sign_b),
+                           tf.float32)
+            return tf.concat([tf.reshape(a, [batch, q]), tf.reshape(b, [batch, q])], axis=1)[:, :per]
 
-        width1 = widths[0]
-        ones_unit = tf.constant(np.eye(1, bits + 1, bits, dtype=np.float32)[None])   # picks the input 1
+        def first(start):
+            g1, *rest = split_weights(normals(start), bits, widths, sigma_w, sigma_b, tf.reshape)
+            # layer 1 on all inputs: n+1 broadcast multiply-adds (XLA's batched dot is slow on CPU)
+            u = g1[:, :, :1] * x_aug[0]
+            for t in range(1, bits + 1):
+                u = u + g1[:, :, t:t + 1] * x_aug[t]
+            return [augment(u)] + rest
 
-        def weights(start):
-            g = split_weights(normals(start), bits, widths, sigma_w, sigma_b, tf.reshape)
-            # an extra first-layer unit with output 1 (relu(1) = 1) carries the next layer's bias
-            g1 = tf.concat([g[0], tf.tile(ones_unit, [batch, 1, 1])], axis=1)
-            return [tf.reshape(g1, [batch * (width1 + 1), bits + 1])] + g[1:]
-
-        def head(u, g_out):
-            # u: (B, width, 2ⁿ) last hidden pre-activations (bias included); g_out: (B, 1, width+1)
-            z = tf.reduce_sum(tf.nn.relu(u) * g_out[:, 0, :-1, None], axis=1) + g_out[:, 0, -1:]
-            f = tf.cast(z >= 0, tf.uint32)
-            if nbits32 > nout:
-                f = tf.pad(f, [[0, 0], [0, nbits32 - nout]])
-            f = tf.reshape(f, [batch, nbits32 // 32, 32])
-            w32 = tf.reduce_sum(tf.bitwise.left_shift(f, shifts), axis=2)   # disjoint bits: sum = or
-            if nbits32 == 32:
-                w32 = tf.pad(w32, [[0, 0], [0, 1]])
-            return w32
-
-        def augment(u):             # relu, and a row of ones that carries the next layer's bias
+        def augment(u):
+            """relu, and a row of ones that carries the next layer's biases."""
             return tf.concat([tf.nn.relu(u), tf.ones_like(u[:, :1, :])], axis=1)
 
-        weights_c = tf.function(weights, jit_compile=True)
+        def head(u, g):
+            """u: (B, width, 2ⁿ) last hidden pre-activations; g: (B, 1, width + 1) output weights."""
+            z = g[:, 0, -1:]
+            for j in range(u.shape[1]):
+                z = z + tf.nn.relu(u[:, j, :]) * g[:, 0, j:j + 1]
+            f = tf.cast(z >= 0, tf.uint32)
+            if n32 * 32 > nout:
+                f = tf.pad(f, [[0, 0], [0, n32 * 32 - nout]])
+            w32 = tf.reduce_sum(tf.bitwise.left_shift(tf.reshape(f, [batch, n32, 32]), shifts), axis=2)
+            return tf.pad(w32, [[0, 0], [0, 1]]) if n32 == 1 else w32          # disjoint bits: sum = or
+
+        first_c = tf.function(first, jit_compile=True)
         augment_c = tf.function(augment, jit_compile=True)
         head_c = tf.function(head, jit_compile=True)
-        x_aug = tf.constant(np.concatenate([boolean_inputs(bits), np.ones((nout, 1), np.float32)], 1).T)
 
         @tf.function
         def run(start):
-            g1, *hidden, g_out = weights_c(start)
-            # everything is transposed (units × inputs) so that layer 1 is one plain GEMM
-            u = tf.reshape(tf.nn.relu(tf.matmul(g1, x_aug)), [batch, width1 + 1, nout])
+            a, *hidden, g_out = first_c(start)
+            if not hidden:                       # one hidden layer: undo the relu-and-ones step
+                return head_c(a[:, :-1, :], g_out)
             for i, g in enumerate(hidden):
-                u = tf.matmul(g, u)                      # (B, w, w_prev+1) @ (B, w_prev+1, 2ⁿ)
+                u = tf.matmul(g, a)              # (B, w, w_prev + 1) @ (B, w_prev + 1, 2ⁿ)
                 if i < len(hidden) - 1:
-                    u = augment_c(u)
-            if not hidden:                               # one hidden layer: drop the ones row
-                u = u[:, :-1, :]
+                    a = augment_c(u)
             return head_c(u, g_out)
 
         self._run = run
+        self.parts = {"first": first_c, "head": head_c, "normals": normals}   # for the benchmark
 
     def __call__(self, start: int) -> np.ndarray:
         """Packed functions of samples ``start … start+batch-1``: (batch, n_words) uint64."""
@@ -277,3 +283,201 @@ class _Network:
 
         w32 = self._run(tf.constant(start, tf.int64)).numpy()
         return np.ascontiguousarray(w32).view("<u4").view("<u8").reshape(self.batch, self.words)
+
+
+# ---------------------------------------------------------------------------------------------
+# the run: chunks of samples, each counted and written atomically, then merged
+
+
+@dataclass
+class Table:
+    """Sampled frequencies of Boolean functions, most frequent first.
+
+    Attributes:
+      bits: n; functions are on the 2ⁿ inputs of :func:`tfflat.data.boolean_inputs`.
+      samples: weight samples drawn.
+      keys: packed functions (distinct, n_words(bits) uint64 words each; see :func:`pack`).
+      counts: how often each came out, descending (ties in key order).
+      seconds: compute time summed over all chunks (also those of earlier, interrupted runs).
+      config: bits, widths, σw, σb, seed, generator, chunk size.
+    """
+
+    bits: int
+    samples: int
+    keys: np.ndarray
+    counts: np.ndarray
+    seconds: float
+    config: dict
+
+    @property
+    def distinct(self) -> int:
+        return len(self.counts)
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else math.inf
+
+    def hex(self, k: int | None = None) -> list[str]:
+        """Hex keys (``tfflat.data.function_key`` convention) of the ``k`` most frequent."""
+        return hex_keys(self.keys[:k], self.bits)
+
+    def log10_prior(self, k: int | None = None) -> np.ndarray:
+        """log10(count / samples) of the ``k`` most frequent."""
+        return np.log10(self.counts[:k] / self.samples)
+
+
+def check_settings(bits: int, samples: int, widths=(40, 40), sigma_w: float = 1.0, sigma_b: float = 0.1) -> None:
+    """Raise :class:`UserError` for settings that cannot be sampled."""
+    if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= MAX_BITS:
+        raise UserError(f"--bits must be an integer between 1 and {MAX_BITS}, got {bits}")
+    if not isinstance(samples, (int, np.integer)) or samples < 0:
+        raise UserError(f"--samples must be a non-negative integer, got {samples}")
+    if not widths or min(int(w) for w in widths) < 1:
+        raise UserError(f"hidden widths must be positive integers, got {tuple(widths)}")
+    if not (sigma_w > 0 and sigma_b >= 0 and math.isfinite(sigma_w) and math.isfinite(sigma_b)):
+        raise UserError(f"need σw > 0 and σb ≥ 0, got σw = {sigma_w}, σb = {sigma_b}")
+
+
+def default_batch(bits: int, widths) -> int:
+    """Networks per compiled call: ~16 MB of activations per layer in flight, a power of 2 ≤ 512."""
+    per = 2 ** bits * (max(widths) + 1) * 4
+    return 2 ** max(0, min(9, int(math.log2(max(1, 2 ** 24 // per)))))
+
+
+def sample(samples: int, bits: int = defaults.BOOLEAN_BITS, widths=(40, 40), sigma_w: float | None = None,
+           sigma_b: float | None = None, seed: int = 0, *, state_dir=None, chunk: int = 2 ** 20,
+           batch: int | None = None, threads: int | None = None,
+           progress: Callable[[int, int], None] | None = None) -> Table:
+    """Sample ``samples`` networks' functions and count them (paper §5.1: 10⁸ samples, 7-40-40-1).
+
+    Args:
+      samples: weight samples to draw.
+      bits: n, the number of Boolean inputs (1 … 20).
+      widths: hidden layer widths.
+      sigma_w, sigma_b: initialisation scales (default: ``defaults.SIGMAS["boolean"]`` = 1, 0.1).
+      seed: the weight stream; sample s of a seed is the same network in every run.
+      state_dir: where finished chunks are kept (``state_dir/chunks/*.npz`` + ``state.json``); a run
+        with the same settings resumes from them. ``None``: keep nothing.
+      chunk: samples per chunk (the unit of checkpointing and counting).
+      batch: networks per compiled call (default :func:`default_batch`).
+      threads: concurrent compiled calls (default: the number of CPUs, at most 4).
+      progress: ``progress(samples_done, samples)`` after every batch.
+    Returns:
+      :class:`Table`, most frequent function first.
+    """
+    from tfflat import runs
+
+    sw, sb = defaults.SIGMAS["boolean"]
+    sigma_w, sigma_b = float(sw if sigma_w is None else sigma_w), float(sb if sigma_b is None else sigma_b)
+    widths = tuple(int(w) for w in widths)
+    check_settings(bits, samples, widths, sigma_w, sigma_b)
+    batch = int(batch or default_batch(bits, widths))
+    chunk = max(batch, int(chunk) // batch * batch)
+    config = {"bits": int(bits), "widths": list(widths), "sigma_w": sigma_w, "sigma_b": sigma_b,
+              "seed": int(seed), "generator": RNG, "chunk": chunk}
+    done = {}
+    if state_dir is not None:
+        state_dir = Path(state_dir)
+        runs.ensure_dir(state_dir / "chunks")
+        state_file = state_dir / "state.json"
+        if state_file.exists():
+            old = runs.read_json(state_file).get("config")
+            if old != config:
+                diff = ", ".join(f"{k} {old.get(k)!r} → {v!r}" for k, v in config.items() if (old or {}).get(k) != v)
+                raise UserError(f"{state_dir} holds samples drawn with other settings ({diff}); "
+                                "use another --out or delete that directory")
+        else:
+            runs.write_json(state_file, {"config": config, "versions": runs.versions()})
+        done = {p.stem: p for p in (state_dir / "chunks").glob("*.npz")}
+    plan = [(lo, min(lo + chunk, samples)) for lo in range(0, samples, chunk)]
+    tables, seconds = [], 0.0
+    todo = []
+    for lo, hi in plan:
+        name = f"{lo:013d}-{hi:013d}"
+        if name in done:
+            with np.load(done[name]) as z:
+                tables.append((z["keys"], z["counts"]))
+                seconds += float(z["seconds"])
+        else:
+            todo.append((lo, hi, name))
+    finished = sum(hi - lo for lo, hi in plan) - sum(hi - lo for lo, hi, _ in todo)
+    if progress:
+        progress(finished, samples)
+    if todo:
+        net = _Network(bits, widths, sigma_w, sigma_b, seed, batch)
+        threads = int(threads or min(4, os.cpu_count() or 1))
+        with ThreadPoolExecutor(threads) as pool:
+            for lo, hi, name in todo:
+                t0 = time.perf_counter()
+                parts, pending = [], [pool.submit(net, s) for s in range(lo, hi, batch)]
+                for i, fut in enumerate(pending):
+                    parts.append(fut.result())
+                    if progress:
+                        progress(finished + min((i + 1) * batch, hi - lo), samples)
+                keys, counts = count_rows(np.concatenate(parts)[:hi - lo])
+                dt = time.perf_counter() - t0
+                seconds += dt
+                finished += hi - lo
+                tables.append((keys, counts))
+                if state_dir is not None:
+                    _save_chunk(state_dir / "chunks" / f"{name}.npz", keys, counts, dt)
+    keys, counts = merge(tables)
+    if len(counts) == 0:
+        keys = np.zeros((0, n_words(bits)), np.uint64)
+    order = np.argsort(-counts, kind="stable")
+    return Table(int(bits), int(samples), keys[order], counts[order], seconds, config)
+
+
+def _save_chunk(path: Path, keys, counts, seconds: float) -> None:
+    import io
+
+    from tfflat import runs
+
+    buf = io.BytesIO()
+    np.savez(buf, keys=keys, counts=counts, seconds=np.float64(seconds))
+    runs.atomic_write(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------------------------------------
+# the CSV: function,count,log10_prior (most frequent first)
+
+CSV_HEADER = "function,count,log10_prior"
+
+
+def write_table(path, table: Table, min_count: int = 1, block: int = 10 ** 6) -> int:
+    """Write the functions seen at least ``min_count`` times as CSV; returns the number of rows."""
+    from tfflat import runs
+
+    if min_count < 1:
+        raise UserError(f"--min-count must be ≥ 1, got {min_count}")
+    rows = int(np.searchsorted(-table.counts, -min_count, side="right"))
+    with runs.atomic_open(path) as fh:
+        fh.write(CSV_HEADER + "\n")
+        for i in range(0, rows, block):
+            j = min(rows, i + block)
+            keys = hex_keys(table.keys[i:j], table.bits)
+            logp = np.log10(table.counts[i:j] / table.samples)
+            fh.write("".join(f"{k},{c},{p:.6f}\n" for k, c, p in zip(keys, table.counts[i:j].tolist(), logp.tolist())))
+    return rows
+
+
+def read_table(path, top: int | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(hex keys, counts, log10 P) of the first ``top`` rows of a :func:`write_table` CSV."""
+    path = Path(path)
+    keys, counts, logp = [], [], []
+    try:
+        with open(path) as fh:
+            if fh.readline().strip() != CSV_HEADER:
+                raise UserError(f"{path} is not a table of `tfflat boolean` (header {CSV_HEADER!r} expected)")
+            for line in fh:
+                if top is not None and len(keys) >= top:
+                    break
+                k, c, p = line.rstrip("\n").split(",")
+                keys.append(k)
+                counts.append(int(c))
+                logp.append(float(p))
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; run `tfflat boolean --out {path.parent}` first") from None
+    except ValueError:
+        raise UserError(f"{path} is corrupt (a row is not function,count,log10_prior)") from None
+    return keys, np.asarray(counts, np.int64), np.asarray(logp, np.float64)

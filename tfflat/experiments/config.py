@@ -130,6 +130,7 @@ SCHEMA = {
         "name": _str(),
         "sigma_w": _float(0, strict=True),
         "sigma_b": _float(0),
+        "bn_momentum": _float(0),
     },
     "train": {
         "optimizers": _list(_str()),
@@ -181,7 +182,7 @@ def _defaults(kind: str, data: dict, model: dict) -> dict:
         "data": {"dataset": "mnist", "data_dir": None, "train_size": sizes.get("train_size"),
                  "test_size": sizes.get("test_size"), "attack_sizes": list(sizes.get("attack_sizes", [0])),
                  "data_seed": 0, "bits": defaults.BOOLEAN_BITS, "target": "random"},
-        "model": {"name": "fcn", "sigma_w": None, "sigma_b": None},
+        "model": {"name": "fcn", "sigma_w": None, "sigma_b": None, "bn_momentum": None},
         "train": {"optimizers": ["sgd"], "seeds": list(range(5)) if kind == "sweep" else [0],
                   "learning_rate": None, "opt_args": {}, "batch_size": defaults.BATCH_SIZE,
                   "max_epochs": defaults.MAX_EPOCHS, "stop_on": "S", "overtrain_epochs": [0]},
@@ -326,7 +327,6 @@ def _value(path, section, key, value, check):
 
 def _check_semantics(exp: Experiment) -> None:
     """Cross-checks that need the tfflat registries (optimizers, models) but no data."""
-    from tfflat import models
     from tfflat.training import optimizers
 
     path = exp.path
@@ -339,13 +339,21 @@ def _check_semantics(exp: Experiment) -> None:
     d = exp.data
     shape = {"mnist": (28, 28), "cifar_cats_cars": (32, 32, 3), "boolean": (d["bits"],)}[d["dataset"]]
     try:
-        models.model_spec(exp.model["name"], d["dataset"], shape, sigma_w=exp.model["sigma_w"],
-                          sigma_b=exp.model["sigma_b"])
+        model_spec(exp, shape)
     except UserError as err:
         _fail(path, "model", "name", f"— {err}")
     t = exp.temporal
     if t is not None and (t["rescale_epoch"], t["rescale_after"]) != (None, None) and exp.model["name"] == "resnet50":
         _fail(path, "temporal", "rescale_epoch", "α-rescaling needs a ReLU FCN (model fcn, fcn-small or fcn:…)")
+
+
+def model_spec(exp: Experiment, input_shape) -> dict:
+    """The model spec (:func:`tfflat.models.model_spec`) of the config's ``[model]``."""
+    from tfflat import models
+
+    m = exp.model
+    return models.model_spec(m["name"], exp.data["dataset"], input_shape, sigma_w=m["sigma_w"],
+                             sigma_b=m["sigma_b"], bn_momentum=m["bn_momentum"])
 
 
 def load(path, quick: bool = False, data_dir: str | None = None) -> Experiment:

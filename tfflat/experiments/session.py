@@ -35,14 +35,11 @@ class Session:
     """
 
     def __init__(self, exp, task=None):
-        from tfflat import models
-        from tfflat.experiments.config import check_data
+        from tfflat.experiments.config import check_data, model_spec
 
         self.exp = exp
         self.task = check_data(exp, task)
-        d = exp.data
-        self.spec = models.model_spec(exp.model["name"], d["dataset"], self.task.input_shape,
-                                      sigma_w=exp.model["sigma_w"], sigma_b=exp.model["sigma_b"])
+        self.spec = model_spec(exp, self.task.input_shape)
         self._splits, self._trainers = {}, OrderedDict()
         self._model = None
         self._kernel = None
@@ -121,26 +118,32 @@ class Session:
 
     # ------------------------------------------------------------ measurements
     def logits_se(self, model) -> np.ndarray:
-        """Inference-mode logits on S + E (one compiled function for the session's model)."""
+        """Inference-mode logits on S + E (dense networks: one compiled call, traced once per session)."""
         import tensorflow as tf
 
-        if model is not self._model or self._logits_fn is None:
-            self._logits_fn = tf.function(lambda x: tf.reshape(model(x, training=False), [-1]))
-            self._logits_owner = model
-        return self._logits_fn(tf.constant(self.x_se)).numpy()
+        from tfflat.training.loop import is_dense, predict_logits
+
+        if not is_dense(model):
+            return predict_logits(model, self.x_se, batch_size=256)
+        if self._logits_fn is None or self._logits_fn[0] is not model:
+            fn = tf.function(lambda x: tf.reshape(model(x, training=False), [-1]), jit_compile=True)
+            self._logits_fn = (model, fn, tf.constant(self.x_se))
+        _, fn, x = self._logits_fn
+        return fn(x).numpy()
 
     def kernel(self) -> np.ndarray:
-        """The prior's kernel on S + E, computed once per session (cached on disk by tfflat.prior)."""
+        """The prior's kernel on S + E, computed (and checked positive semi-definite) once per session."""
         if self._kernel is None:
-            from tfflat import prior
+            from tfflat.prior import ep, kernels
 
-            self._kernel = prior.kernel_for(self.spec, self.x_se, source=self.task.source,
-                                            indices=self._se_indices())
+            spec = self.spec
+            if spec["kind"] == "fcn":
+                k = kernels.nngp_kernel(self.x_se, len(spec["widths"]), spec["sigma_w"], spec["sigma_b"])
+            else:
+                raise NotImplementedError("empirical kernel")
+            ep.check_psd(k)
+            self._kernel = k
         return self._kernel
-
-    def _se_indices(self) -> dict:
-        idx = self.splits(self.exp.data["attack_sizes"][0]).indices
-        return {"S": idx["S"], "E": idx["E"]}
 
     def measure(self, model, seed: int = 0) -> tuple[dict, list[dict]]:
         """Hessian measures and log P(f) of ``model`` now, and its sharpness at every configured ζ.
@@ -148,9 +151,10 @@ class Session:
         f = the network's labels on S + E (on S these are the true labels once the training error is
         zero). Returns (flat dict, one flat dict per ζ); switched-off measurements are absent.
         """
-        exp, out, sharp = self.exp, {}, []
-        splits = self.splits(self.exp.data["attack_sizes"][0])
-        x_s, y_s = splits.x_train, splits.y_train
+        exp, sharp = self.exp, []
+        f = (self.logits_se(model) >= 0).astype(np.int64)
+        out = {"function_hash": function_hash(f), "function_errors_S": int(np.sum(f[:self.n_s] != self.y_s))}
+        x_s, y_s = self.x_se[:self.n_s], self.y_s
         sh = exp.sharpness
         if sh["enabled"]:
             from tfflat import flatness
@@ -171,16 +175,14 @@ class Session:
                        log10_topk_product=float(h.log10_top_product), hessian_top_k=exp.hessian["top_k"],
                        hessian_trace=float(h.trace), seconds_hessian=time.perf_counter() - t0)
         if exp.prior["enabled"]:
-            from tfflat import prior
+            from tfflat.prior import ep
 
             t0 = time.perf_counter()
-            f = (self.logits_se(model) >= 0).astype(np.int64)
-            r = prior.log_prior(self.kernel(), f, likelihood=exp.prior["likelihood"])
-            ln_p = float(r.ln_prior)
+            r = ep.ep_log_prior(self.kernel(), f, likelihood=exp.prior["likelihood"], check=False)
+            ln_p = float(r.ln_z)
             out.update(ln_prior=ln_p, log10_prior=ln_p / math.log(10),
-                       pac_bayes_bound=float(prior.pac_bayes_bound(ln_p, self.n_s, exp.prior["delta"])),
-                       function_errors_S=int(np.sum(f[:self.n_s] != self.y_s)),
-                       function_hash=function_hash(f), seconds_prior=time.perf_counter() - t0)
+                       pac_bayes_bound=(math.log(1.0 / exp.prior["delta"]) - ln_p) / self.n_s,
+                       ep_sweeps=r.sweeps, ep_converged=r.converged, seconds_prior=time.perf_counter() - t0)
         return out, sharp
 
 

@@ -118,10 +118,10 @@ def temporal_summary(df) -> list[dict]:
         row["zero_error_epoch"] = int(zero.iloc[-1]) if len(zero) else None
         row["epochs"] = int(g["epoch"].max())
         if "after_rescale" in g and g["after_rescale"].any():
-            r = int(g["rescale_epoch"].iloc[0])
+            r = int(g.loc[g["after_rescale"].astype(bool), "epoch"].min())
             at = g[g["epoch"] == r]
             before, after = at[~at["after_rescale"].astype(bool)], at[at["after_rescale"].astype(bool)]
-            row["rescale_epoch"], row["alpha"] = r, float(g["alpha"].iloc[0])
+            row["rescale_epoch"], row["alpha"] = r, float(g["alpha"].dropna().iloc[0])
             for name in ("sharpness", "log10_prior", "train_accuracy", "test_accuracy", "function_hash"):
                 if name in g:
                     row[f"{name}_before"] = _plain(before[name].iloc[0]) if len(before) else None

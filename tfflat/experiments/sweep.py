@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,13 +72,12 @@ def shard(points: list, i: int, n: int) -> list:
 
 def sidecar(exp, session_or_task) -> dict:
     """What the results' sidecar records besides the versions."""
-    from tfflat import models
     from tfflat.data import draw_indices
+    from tfflat.experiments.config import model_spec
 
     task = getattr(session_or_task, "task", session_or_task)
     d = exp.data
-    spec = models.model_spec(exp.model["name"], d["dataset"], task.input_shape, sigma_w=exp.model["sigma_w"],
-                             sigma_b=exp.model["sigma_b"])
+    spec = model_spec(exp, task.input_shape)
     return {"experiment": exp.kind, "config": exp.to_dict(), "config_file": exp.path, "model_spec": spec,
             "source": task.source,
             "indices": draw_indices(task, d["train_size"], max(d["attack_sizes"]), d["test_size"], d["data_seed"]),
@@ -217,9 +217,10 @@ def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total
     cmd = [sys.executable, "-m", "tfflat.experiments.sweep", str(out)]
     if exp.path:
         cmd += [str(exp.path)]
-    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, bufsize=1,
-                              preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-             for _ in range(workers)]
+    logs = [tempfile.TemporaryFile("w+") for _ in range(workers)]   # TensorFlow's start-up chatter, errors
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
+                              bufsize=1, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+             for log in logs]
     queue = list(pending)
     last: dict[int, tuple] = {}
     finished = start
@@ -253,8 +254,12 @@ def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total
                     sel.unregister(proc.stdout)
                     alive -= 1
                     if proc.wait() != 0:
-                        raise RuntimeError(f"sweep worker {i + 1} failed (exit {proc.returncode}); "
-                                           f"finished points are in {out}, rerun to resume")
+                        logs[i].seek(0)
+                        tail = [ln for ln in logs[i].read().splitlines() if ln.strip()][-15:]
+                        if proc.returncode == 2 and tail and tail[-1].startswith("error: "):
+                            raise UserError(tail[-1][len("error: "):])
+                        raise RuntimeError(f"sweep worker {i + 1} failed (exit {proc.returncode}); finished points "
+                                           f"are in {out}, rerun to resume. Its last messages:\n" + "\n".join(tail))
                     continue
                 if not line.startswith(_MSG):
                     continue
@@ -266,10 +271,11 @@ def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total
                         progress(finished, total, f"|A|={a} seed {s} {o}")
                     give(i, proc)
     finally:
-        for proc in procs:
+        for proc, log in zip(procs, logs):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            log.close()
 
 
 def _worker(out: str, config_path: str | None) -> int:

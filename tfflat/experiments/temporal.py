@@ -81,7 +81,7 @@ def run_trajectory(session, point: Point, done: set[str], out, tensorboard=None,
                 continue
             r = {"key": key, **base, "epoch": epoch, "zero_error_epoch": state["zero"],
                  "after_rescale": after_rescale, "rescale_epoch": state["rescale_at"],
-                 "alpha": t["alpha"] if state["rescale_at"] is not None else None,
+                 "alpha": t["alpha"] if (t["rescale_epoch"], t["rescale_after"]) != (None, None) else None,
                  "train_accuracy": rec["acc_S"], "attack_accuracy": rec["acc_A"], "test_accuracy": rec["acc_E"],
                  "generalization_error": None if rec["acc_E"] is None else 1.0 - rec["acc_E"],
                  "train_loss": rec["loss_S"], **common, **row}
@@ -97,7 +97,8 @@ def run_trajectory(session, point: Point, done: set[str], out, tensorboard=None,
             state["zero"] = epoch
             if t["rescale_after"] is not None:
                 state["rescale_at"] = epoch + t["rescale_after"]
-        end = state["zero"] is not None and epoch >= state["zero"] + t["overtrain"]
+        end = (state["zero"] is not None and epoch >= state["zero"] + t["overtrain"]) or \
+            epoch == exp.train["max_epochs"]
         rescale_now = epoch == state["rescale_at"]
         if epoch % t["every"] == 0 or epoch == state["zero"] or end or rescale_now:
             measure(epoch, rec, model, state["rescaled"])

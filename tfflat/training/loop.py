@@ -135,7 +135,7 @@ class Trainer:
         ``optimizer.variables`` (e.g. a noise generator) is not restored."""
         for v, value in zip(self.optimizer.variables, self._initial_state):
             v.assign(value)
-        self.gen.reset_from_seed(seed)
+        self.rng = np.random.default_rng(seed)
 
     def epoch(self) -> np.ndarray | None:
         """One pass over S ∪ A (Entropy-SGD: rounded up to whole outer steps).

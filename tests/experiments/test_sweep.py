@@ -1,0 +1,187 @@
+"""`tfflat sweep`: records, equality with single runs, shards, and resuming after Ctrl-C / kill -9."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tfflat import runs
+from tfflat.errors import UserError
+from tfflat.experiments import config, results, sweep
+
+TINY = """\
+experiment = "sweep"
+[data]
+dataset = "mnist"
+train_size = {s}
+test_size = {e}
+attack_sizes = {a}
+[train]
+seeds = {seeds}
+overtrain_epochs = {over}
+[sharpness]
+epochs = 2
+"""
+
+
+def tiny(tmp_path, s=50, e=50, a=(0, 25), seeds=(0, 1), over=(0,), extra="", name="tiny.toml"):
+    p = tmp_path / name
+    p.write_text(TINY.format(s=s, e=e, a=list(a), seeds=list(seeds), over=list(over)) + extra)
+    return p
+
+
+RECORD_KEYS = {"key", "optimizer", "attack_size", "seed", "status", "overtrain", "epoch", "zero_error_epoch",
+               "train_accuracy", "attack_accuracy", "test_accuracy", "generalization_error", "train_loss",
+               "sharpness", "log10_sharpness", "zeta", "log10_prior", "ln_prior", "pac_bayes_bound",
+               "function_hash", "function_errors_S", "seconds_train", "seconds_sharpness", "seconds_prior", "seconds"}
+
+
+def test_tiny_sweep_matches_single_runs(tmp_path, mnist, data_dir):
+    """4 points (|A| ∈ {0, 25} × seeds {0, 1}) with reused compiled steps equal fresh `tfflat train` runs."""
+    from tfflat.flatness import sharpness
+    from tfflat.prior import ep, kernels
+    from tfflat.training.run import TrainConfig, train_run
+
+    exp = config.load(tiny(tmp_path, over=(0, 3)), data_dir=data_dir)
+    out = tmp_path / "r.jsonl"
+    summary = sweep.run(exp, out, task=mnist)
+    assert summary["points"] == 4 and summary["run"] == 4 and summary["records"] == 8
+    df = pd.read_json(out, lines=True)
+    assert len(df) == 8 and RECORD_KEYS <= set(df.columns)
+    at_zero = df[df["overtrain"] == 0]
+    assert (df["status"] == "ok").all() and (at_zero["train_accuracy"] == 1.0).all()
+    assert (at_zero["function_errors_S"] == 0).all()     # f on S = the true labels at the zero-error epoch
+    assert np.allclose(df["generalization_error"], 1 - df["test_accuracy"])
+    assert (df["epoch"] == df["zero_error_epoch"] + df["overtrain"]).all()
+    meta = runs.read_json(results.meta_path(out))
+    assert meta["config"]["data"]["attack_sizes"] == [0, 25] and meta["versions"]["tensorflow"]
+    assert len(meta["indices"]["A"]["indices"]) == 25 and len(meta["indices"]["S"]["indices"]) == 50
+
+    # the last point ran on a reused model and compiled training step: compare with a fresh run
+    rec = {r["key"]: r for r in runs.read_jsonl(out)}["sgd/A25/seed1/over0"]     # exact floats
+    model, m, splits = train_run(TrainConfig(data_dir=data_dir, train_size=50, test_size=50, attack_size=25,
+                                             seed=1, overtrain=0), task=mnist)
+    assert m["zero_error_epoch"] == rec["zero_error_epoch"]
+    assert m["test_accuracy"] == rec["test_accuracy"] and m["history"][-1]["loss_S"] == rec["train_loss"]
+    assert splits.indices["S"] == meta["indices"]["S"] and splits.indices["E"] == meta["indices"]["E"]
+    sh = sharpness(model, splits.x_train, splits.y_train, zeta=1e-4, lr=1e-3, epochs=2, batch_size=32, seed=1)
+    assert sh.sharpness == pytest.approx(rec["sharpness"], rel=1e-6)
+    x_se = np.concatenate([splits.x_train, splits.x_test])
+    k = kernels.nngp_kernel(x_se, 2, 2 ** 0.5, 1.0)
+    f = np.concatenate([splits.y_train, (np.asarray(model(splits.x_test)).ravel() >= 0).astype(int)])
+    assert ep.ep_log_prior(k, f, "probit").ln_z == pytest.approx(rec["ln_prior"], rel=1e-9)
+    assert rec["pac_bayes_bound"] == pytest.approx((np.log(1 / 0.05) - rec["ln_prior"]) / 50)
+
+    # a rerun does nothing; a different config refuses the file
+    assert sweep.run(exp, out, task=mnist)["run"] == 0
+    assert len(runs.read_jsonl(out)) == 8
+    other = config.load(tiny(tmp_path, seeds=(0, 2), name="other.toml"), data_dir=data_dir)
+    with pytest.raises(UserError, match=r"different config \(\[train\] seeds differs\)"):
+        sweep.run(other, out, task=mnist)
+
+
+def test_shards_cover_the_grid_exactly_once(tmp_path):
+    p = tmp_path / "g.toml"
+    p.write_text(TINY.format(s=50, e=50, a=[0, 10, 20, 30], seeds=[0, 1, 2], over=[0])
+                 .replace("[train]\n", '[train]\noptimizers = ["sgd", "adam"]\n'))
+    exp = config.load(p)
+    points = sweep.grid(exp)
+    assert len(points) == 2 * 4 * 3 == len(set(points))
+    for n in range(1, 9):
+        shares = [sweep.shard(points, i, n) for i in range(1, n + 1)]
+        flat = [q for s in shares for q in s]
+        assert sorted(flat, key=points.index) == points and len(flat) == len(set(flat))
+        assert max(map(len, shares)) - min(map(len, shares)) <= 1
+    assert sweep.parse_shard("2/8") == (2, 8) and sweep.parse_shard(None) == (1, 1)
+    for bad in ("0/4", "5/4", "1-4", "a/b", "1/0"):
+        with pytest.raises(UserError, match="--shard"):
+            sweep.parse_shard(bad)
+
+
+def test_failed_point_is_recorded_not_retried(tmp_path, mnist, data_dir):
+    p = tmp_path / "f.toml"
+    p.write_text(TINY.format(s=50, e=50, a=[25], seeds=[0], over=[0, 5]).replace("[train]\n", "[train]\nmax_epochs = 2\n"))
+    exp = config.load(p, data_dir=data_dir)
+    out = tmp_path / "f.jsonl"
+    sweep.run(exp, out, task=mnist)
+    recs = runs.read_jsonl(out)
+    assert [r["status"] for r in recs] == ["no_zero_error", "no_zero_error"]
+    assert recs[0]["zero_error_epoch"] is None and recs[0]["epoch"] == 2 and "sharpness" not in recs[0]
+    assert sweep.run(exp, out, task=mnist)["run"] == 0
+
+
+def _cli(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return [sys.executable, "-m", "tfflat_cli.main", *args], env
+
+
+def _wait_for_records(path: Path, n: int, proc, timeout=240):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if path.exists() and len(runs.read_jsonl(path)) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"sweep ended early with {proc.returncode}: {proc.stderr.read()}")
+        time.sleep(0.05)
+    raise AssertionError("no records appeared")
+
+
+def _workers_of(out: Path) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"tfflat.experiments.sweep" in cmd and str(out).encode() in cmd:
+                pids.append(int(d.name))
+    return pids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and kill -9")
+def test_interrupted_sweeps_resume_without_loss_or_repeats(tmp_path, data_dir):
+    """kill -9 of a 2-worker sweep, then Ctrl-C of a 1-worker sweep, then a rerun to the end."""
+    cfg = tiny(tmp_path, s=30, e=30, a=(0, 10, 20), seeds=(0, 1, 2))
+    out = tmp_path / "r.jsonl"
+    base = ["sweep", str(cfg), "--data-dir", data_dir, "--out", str(out)]
+
+    cmd, env = _cli(*base, "--workers", "2")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_records(out, 1, proc)
+    workers = _workers_of(out)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(1.0)
+    assert workers and not [p for p in workers if Path(f"/proc/{p}").exists()
+                            and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
+    first = out.read_text()
+    n1 = len(runs.read_jsonl(out))
+
+    cmd, env = _cli(*base)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_records(out, n1 + 1, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode != 0:      # it may have finished before the signal arrived
+        assert proc.returncode == 130 and "interrupted; finished results are kept" in err
+    second = out.read_text()
+    assert second.startswith(first)
+
+    cmd, env = _cli(*base, "--json")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    recs = runs.read_jsonl(out)
+    keys = [r["key"] for r in recs]
+    assert len(keys) == len(set(keys)) == 9                       # nothing lost, nothing repeated
+    assert summary["skipped"] == len(second.splitlines()) and summary["run"] == 9 - summary["skipped"]
+    assert out.read_text().startswith(second)                     # earlier records untouched
+    assert sorted(keys) == sorted(p.key(0) for p in sweep.grid(config.load(cfg)))
