@@ -135,11 +135,10 @@ def hessian(run, top_k, probes, seed, force, as_json):
     if not force and _same(stored, settings, fingerprint):
         record, reused = stored, True
     else:
-        bar = Progress("hessian", None, "s")
-        bar.update(0, "Lanczos (ARPACK) on Hessian-vector products…")
+        bar = Progress("hessian", None, "Hessian-vector products")
         try:
             result = hessian_measures(loaded.model, loaded.splits.x_train, loaded.splits.y_train, top_k, seed,
-                                      probes=probes)
+                                      probes=probes, callback=bar.update if bar.enabled else None)
         finally:
             bar.close()
         record, reused = {**result.to_dict(), **_provenance(fingerprint)}, False

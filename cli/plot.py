@@ -36,7 +36,7 @@ def plot(results_paths, out_dir, as_json):
                             "or the --out folder of `tfflat boolean`")
         from tfflat.boolean.plots import plot_boolean
 
-        written = plot_boolean(paths[0]) if out_dir is None else plot_boolean(paths[0], out_dir)
+        written = plot_boolean(paths[0], out_dir)
         emit({"figures": [str(p) for p in (written or [])]}, as_json,
              [f"wrote {p}" for p in (written or [])] or [f"figures written to {paths[0]}"])
         return

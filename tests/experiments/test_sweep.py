@@ -26,12 +26,12 @@ attack_sizes = {a}
 [train]
 seeds = {seeds}
 overtrain_epochs = {over}
-[sharpness]
-epochs = 2
 """
+MEASURE = "[sharpness]\nepochs = 2\n"
+NO_MEASURE = "[sharpness]\nenabled = false\n[prior]\nenabled = false\n"
 
 
-def tiny(tmp_path, s=50, e=50, a=(0, 25), seeds=(0, 1), over=(0,), extra="", name="tiny.toml"):
+def tiny(tmp_path, s=50, e=50, a=(0, 25), seeds=(0, 1), over=(0,), extra=MEASURE, name="tiny.toml"):
     p = tmp_path / name
     p.write_text(TINY.format(s=s, e=e, a=list(a), seeds=list(seeds), over=list(over)) + extra)
     return p
@@ -89,7 +89,7 @@ def test_tiny_sweep_matches_single_runs(tmp_path, mnist, data_dir):
 
 def test_shards_cover_the_grid_exactly_once(tmp_path):
     p = tmp_path / "g.toml"
-    p.write_text(TINY.format(s=50, e=50, a=[0, 10, 20, 30], seeds=[0, 1, 2], over=[0])
+    p.write_text((TINY.format(s=50, e=50, a=[0, 10, 20, 30], seeds=[0, 1, 2], over=[0]) + MEASURE)
                  .replace("[train]\n", '[train]\noptimizers = ["sgd", "adam"]\n'))
     exp = config.load(p)
     points = sweep.grid(exp)
@@ -107,7 +107,8 @@ def test_shards_cover_the_grid_exactly_once(tmp_path):
 
 def test_failed_point_is_recorded_not_retried(tmp_path, mnist, data_dir):
     p = tmp_path / "f.toml"
-    p.write_text(TINY.format(s=50, e=50, a=[25], seeds=[0], over=[0, 5]).replace("[train]\n", "[train]\nmax_epochs = 2\n"))
+    p.write_text((TINY.format(s=50, e=50, a=[25], seeds=[0], over=[0, 5]) + NO_MEASURE)
+                 .replace("[train]\n", "[train]\nmax_epochs = 2\n"))
     exp = config.load(p, data_dir=data_dir)
     out = tmp_path / "f.jsonl"
     sweep.run(exp, out, task=mnist)
@@ -147,41 +148,49 @@ def _workers_of(out: Path) -> list[int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and kill -9")
-def test_interrupted_sweeps_resume_without_loss_or_repeats(tmp_path, data_dir):
-    """kill -9 of a 2-worker sweep, then Ctrl-C of a 1-worker sweep, then a rerun to the end."""
-    cfg = tiny(tmp_path, s=30, e=30, a=(0, 10, 20), seeds=(0, 1, 2))
+def test_killed_sweep_resumes_without_loss_or_repeats(tmp_path, data_dir, capsys):
+    """kill -9 of a 2-worker sweep mid-way (its workers die with it), then a rerun to the end."""
+    cfg = tiny(tmp_path, s=30, e=30, a=(0, 10, 20), seeds=(0, 1, 2), extra=NO_MEASURE)
     out = tmp_path / "r.jsonl"
     base = ["sweep", str(cfg), "--data-dir", data_dir, "--out", str(out)]
 
     cmd, env = _cli(*base, "--workers", "2")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_records(out, 1, proc)
+    _wait_for_records(out, 2, proc)
     workers = _workers_of(out)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     time.sleep(1.0)
-    assert workers and not [p for p in workers if Path(f"/proc/{p}").exists()
-                            and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
+    alive = [p for p in workers if Path(f"/proc/{p}").exists() and Path(f"/proc/{p}/stat").read_text().split()[2] != "Z"]
+    assert len(workers) == 2 and not alive
     first = out.read_text()
-    n1 = len(runs.read_jsonl(out))
+    assert 2 <= len(first.splitlines()) < 9
 
-    cmd, env = _cli(*base)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_records(out, n1 + 1, proc)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    if proc.returncode != 0:      # it may have finished before the signal arrived
-        assert proc.returncode == 130 and "interrupted; finished results are kept" in err
-    second = out.read_text()
-    assert second.startswith(first)
+    from tfflat_cli.main import main
 
-    cmd, env = _cli(*base, "--json")
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
-    recs = runs.read_jsonl(out)
-    keys = [r["key"] for r in recs]
+    main([*base, "--json"])                                       # the rerun, in this process
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["skipped"] == len(first.splitlines()) and summary["run"] == 9 - summary["skipped"]
+    keys = [r["key"] for r in runs.read_jsonl(out)]
     assert len(keys) == len(set(keys)) == 9                       # nothing lost, nothing repeated
-    assert summary["skipped"] == len(second.splitlines()) and summary["run"] == 9 - summary["skipped"]
-    assert out.read_text().startswith(second)                     # earlier records untouched
     assert sorted(keys) == sorted(p.key(0) for p in sweep.grid(config.load(cfg)))
+    assert out.read_text().startswith(first)                      # earlier records untouched
+
+
+def test_reused_adam_trainer_equals_a_fresh_run(tmp_path, mnist, data_dir):
+    """Adam's moments and iteration count are reset between the points of one session."""
+    from tfflat.experiments.session import Session
+    from tfflat.training.run import TrainConfig, train_run
+
+    p = tmp_path / "adam.toml"
+    p.write_text((TINY.format(s=30, e=30, a=[10], seeds=[0, 1], over=[0]) + NO_MEASURE)
+                 .replace("[train]\n", '[train]\noptimizers = ["adam"]\n'))
+    session = Session(config.load(p, data_dir=data_dir), mnist)
+    session.train("adam", 10, 0)
+    assert session._trainer("adam", 10, 1) is not None           # the compiled step is reused …
+    model, result = session.train("adam", 10, 1)
+    fresh, meta, _ = train_run(TrainConfig(data_dir=data_dir, train_size=30, test_size=30, attack_size=10, seed=1,
+                                           optimizer="adam"), task=mnist)
+    assert result.zero_error_epoch == meta["zero_error_epoch"]   # … and the run is the fresh one, bit for bit
+    assert [h["loss"] for h in result.history] == [h["loss"] for h in meta["history"]]
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), fresh.get_weights()))

@@ -19,7 +19,7 @@ seeds = [0]
 zeta = [1e-3, 1e-4]
 epochs = 2
 [temporal]
-every = 40
+every = 100
 overtrain = 12
 rescale_after = 6
 alpha = 5.9
@@ -51,7 +51,7 @@ def test_temporal_run_with_rescaling(tmp_path, mnist, data_dir):
     assert r == zero + 6 and traj["last_epoch"] == zero + 12
     df = pd.DataFrame(runs.read_jsonl(out))
     common = df[df["zeta"] == 1e-4].sort_values(["epoch", "after_rescale"])
-    expect = sorted(set(range(0, zero + 13, 40)) | {zero, r, zero + 12})
+    expect = sorted(set(range(0, zero + 13, 100)) | {zero, r, zero + 12})
     twin = common["after_rescale"] & (common["epoch"] == r)        # the measurement just after rescaling
     assert sorted(common[~twin]["epoch"]) == expect and list(common[twin]["epoch"]) == [r]
     assert len(df) == 2 * (len(expect) + 1)                           # one row per ζ, plus the rescaled twin

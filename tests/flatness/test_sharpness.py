@@ -149,3 +149,4 @@ def test_bad_data(tiny):
         sharpness(model, x, y[:-1])
     with pytest.raises(UserError, match="0 or 1"):
         sharpness(model, x, y * 3)
+

@@ -23,6 +23,12 @@ def meta_path(out) -> Path:
     return out.with_name(stem + ".meta.json")
 
 
+def kernel_cache(out) -> Path:
+    """The prior's kernel cache next to a results file (shared by its workers and by other sweeps
+    with the same S + E, e.g. Figs. 3a and 4b)."""
+    return Path(out).parent / "kernels"
+
+
 def default_out(exp) -> Path:
     """Where results go without ``--out``: ``results/<config name>[-quick].jsonl``."""
     return Path("results") / f"{exp.name}{'-quick' if exp.quick else ''}.jsonl"

@@ -32,9 +32,10 @@ class Session:
     Args:
       exp: the validated :class:`~tfflat.experiments.config.Experiment`.
       task: the loaded task (default: loaded from ``exp.data``).
+      kernel_cache: folder for the prior's kernel cache (``None``: no cache).
     """
 
-    def __init__(self, exp, task=None):
+    def __init__(self, exp, task=None, kernel_cache=None):
         from tfflat.experiments.config import check_data, model_spec
 
         self.exp = exp
@@ -42,7 +43,7 @@ class Session:
         self.spec = model_spec(exp, self.task.input_shape)
         self._splits, self._trainers = {}, OrderedDict()
         self._model = None
-        self._kernel = None
+        self._kernel, self.kernel_cache = None, kernel_cache
         self._logits_fn = None
         first = self.splits(exp.data["attack_sizes"][0])
         self.x_se = np.concatenate([first.x_train, first.x_test])
@@ -132,17 +133,13 @@ class Session:
         return fn(x).numpy()
 
     def kernel(self) -> np.ndarray:
-        """The prior's kernel on S + E, computed (and checked positive semi-definite) once per session."""
+        """The prior's kernel on S + E (analytic NNGP for FCNs, empirical eq. 7 otherwise), computed once
+        per session and kept in the content-keyed cache ``kernel_cache`` (shared by workers and sweeps)."""
         if self._kernel is None:
-            from tfflat.prior import ep, kernels
+            from tfflat import prior
 
-            spec = self.spec
-            if spec["kind"] == "fcn":
-                k = kernels.nngp_kernel(self.x_se, len(spec["widths"]), spec["sigma_w"], spec["sigma_b"])
-            else:
-                raise NotImplementedError("empirical kernel")
-            ep.check_psd(k)
-            self._kernel = k
+            self._kernel = prior.kernel_for(self.spec, self.x_se, task=self.exp.data["dataset"],
+                                            cache_dir=self.kernel_cache)
         return self._kernel
 
     def measure(self, model, seed: int = 0) -> tuple[dict, list[dict]]:
@@ -175,14 +172,13 @@ class Session:
                        log10_topk_product=float(h.log10_top_product), hessian_top_k=exp.hessian["top_k"],
                        hessian_trace=float(h.trace), seconds_hessian=time.perf_counter() - t0)
         if exp.prior["enabled"]:
-            from tfflat.prior import ep
+            from tfflat import prior
 
             t0 = time.perf_counter()
-            r = ep.ep_log_prior(self.kernel(), f, likelihood=exp.prior["likelihood"], check=False)
-            ln_p = float(r.ln_z)
-            out.update(ln_prior=ln_p, log10_prior=ln_p / math.log(10),
-                       pac_bayes_bound=(math.log(1.0 / exp.prior["delta"]) - ln_p) / self.n_s,
-                       ep_sweeps=r.sweeps, ep_converged=r.converged, seconds_prior=time.perf_counter() - t0)
+            r = prior.log_prior(self.kernel(), f, exp.prior["likelihood"], train_size=self.n_s,
+                                delta=exp.prior["delta"], check=False)     # PSD by construction
+            out.update(ln_prior=r["ln_prior"], log10_prior=r["log10_prior"], pac_bayes_bound=r["pac_bayes_bound"],
+                       ep_sweeps=r["sweeps"], ep_converged=r["converged"], seconds_prior=time.perf_counter() - t0)
         return out, sharp
 
 

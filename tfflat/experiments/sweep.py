@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from tfflat import runs
@@ -98,7 +97,7 @@ def _base_record(exp, point: Point) -> dict:
             "train_size": exp.data["train_size"], "test_size": exp.data["test_size"]}
 
 
-def run_point(session, point: Point, done: set[str], out, on_record: Callable | None = None) -> list[dict]:
+def run_point(session, point: Point, done: set[str], out) -> list[dict]:
     """Train one point and append a record for each of its overtraining epochs not yet in ``done``."""
     from tfflat.experiments.session import reached_zero_error
 
@@ -114,8 +113,6 @@ def run_point(session, point: Point, done: set[str], out, on_record: Callable | 
         runs.append_jsonl(out, rec)
         done.add(rec["key"])
         written.append(rec)
-        if on_record:
-            on_record(rec)
 
     def callback(epoch, rec, model):
         if state["zero"] is None and reached_zero_error(rec, exp.train["stop_on"]):
@@ -137,12 +134,14 @@ def run_point(session, point: Point, done: set[str], out, on_record: Callable | 
 
     t0 = time.perf_counter()
     _, result = session.train(point.optimizer, point.attack_size, point.seed, overtrain=last, callback=callback)
-    if result.zero_error_epoch is None:
-        for over, key in wanted.items():
-            if key not in done:
-                write({"key": key, **_base_record(exp, point), "status": "no_zero_error", "overtrain": over,
-                       "epoch": result.epochs, "zero_error_epoch": None, **_accuracies(result.final),
-                       "seconds_train": time.perf_counter() - t0, "seconds": time.perf_counter() - t0})
+    # no zero error within max_epochs, or max_epochs reached before an overtraining epoch: recorded, not retried
+    status = "no_zero_error" if result.zero_error_epoch is None else "max_epochs_reached"
+    for over, key in wanted.items():
+        if key not in done:
+            seconds = time.perf_counter() - t0 - state["measure_seconds"]
+            write({"key": key, **_base_record(exp, point), "status": status, "overtrain": over,
+                   "epoch": result.epochs, "zero_error_epoch": result.zero_error_epoch, **_accuracies(result.final),
+                   "seconds_train": seconds, "seconds": seconds})
     return written
 
 
@@ -178,7 +177,7 @@ def run(exp, out, shard_spec: tuple[int, int] = (1, 1), workers: int = 1, task=N
         if workers == 1:
             from tfflat.experiments.session import Session
 
-            session = Session(exp, task)
+            session = Session(exp, task, kernel_cache=results.kernel_cache(out))
             n = summary["skipped"]
             for p in pending:
                 run_point(session, p, done, out)
@@ -290,7 +289,7 @@ def _worker(out: str, config_path: str | None) -> int:
     for line in sys.stdin:
         opt, a, s = json.loads(line)
         if session is None:
-            session = Session(exp)
+            session = Session(exp, kernel_cache=results.kernel_cache(out))
         run_point(session, Point(opt, int(a), int(s)), done, out)
         sys.stdout.write(_MSG + json.dumps({"done": [opt, a, s]}) + "\n")
         sys.stdout.flush()

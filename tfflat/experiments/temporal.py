@@ -41,7 +41,7 @@ def run(exp, out, tensorboard: str | None = None, task=None,
     session = None
     summaries = []
     for point in grid(exp):
-        session = session or Session(exp, task)
+        session = session or Session(exp, task, kernel_cache=results.kernel_cache(out))
         summaries.append(run_trajectory(session, point, done, out, tensorboard, progress))
     summary = {"trajectories": summaries, "records": len(results.finished_keys(out)), "out": str(out),
                "seconds": time.perf_counter() - t0}

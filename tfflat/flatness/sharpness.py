@@ -16,7 +16,7 @@ flatness = 1 / sharpness; the figures plot −log10 sharpness. The maximum is se
   shuffle, steps, projections and loss evaluations never leave the graph.
 * ``method="lbfgsb"`` (Keskar's original): scipy's L-BFGS-B minimising −L(w + Δ) over the box
   ``-ζ(|w|+1) ≤ Δ ≤ ζ(|w|+1)`` from Δ = 0, full-S loss and gradient from one compiled function,
-  ``maxiter`` iterations (Keskar et al. ran 10).
+  ``maxiter`` iterations (Keskar et al. solve it inexactly with a few; default 10, a choice).
 
 Both report the largest full-S loss among all points they evaluated (every one lies in C_ζ), so
 the result is a certified lower bound on the true maximum. As a check each result also carries the
@@ -96,10 +96,10 @@ def check_settings(zeta: float, method: str = "sgd", lr: float = 1e-3, epochs: i
         raise UserError(f"unknown sharpness method {method!r}; choose one of {', '.join(METHODS)}")
     if track not in TRACKS:
         raise UserError(f"track must be one of {', '.join(TRACKS)}, got {track!r}")
-    if not (isinstance(zeta, (int, float)) and math.isfinite(zeta) and zeta > 0):
+    if not (_finite(zeta) and zeta > 0):
         raise UserError(f"the box size ζ (--zeta) must be a positive number, got {zeta}")
     if method == "sgd":
-        if not (math.isfinite(lr) and lr > 0):
+        if not (_finite(lr) and lr > 0):
             raise UserError(f"the ascent learning rate (--lr) must be positive, got {lr}")
         if int(epochs) < 1:
             raise UserError(f"--epochs must be ≥ 1, got {epochs}")
@@ -107,6 +107,13 @@ def check_settings(zeta: float, method: str = "sgd", lr: float = 1e-3, epochs: i
             raise UserError(f"--batch-size must be ≥ 1, got {batch_size}")
     elif int(maxiter) < 1:
         raise UserError(f"--maxiter must be ≥ 1, got {maxiter}")
+
+
+def _finite(v) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def sharpness(model, x, y, zeta: float = 1e-4, method: str = "sgd", lr: float = 1e-3, epochs: int = 100,
@@ -122,7 +129,8 @@ def sharpness(model, x, y, zeta: float = 1e-4, method: str = "sgd", lr: float = 
       method: ``"sgd"`` (projected minibatch gradient ascent, the paper's) or ``"lbfgsb"``.
       lr, epochs, batch_size: the ascent's step size, passes over S and minibatch size (sgd).
       seed: minibatch order (sgd).
-      maxiter: L-BFGS-B iterations (lbfgsb; Keskar et al. used 10).
+      maxiter: L-BFGS-B iterations (lbfgsb; Keskar et al. solve the maximisation inexactly with a
+        few iterations; default 10, a choice).
       track: evaluate the full-S loss after every ``"step"`` (default) or every ``"epoch"`` (sgd).
       eval_batch: examples per forward chunk (default: all for dense networks, 256 otherwise).
       callback: ``callback(epoch_or_iteration, max_loss)`` after each epoch (sgd) or iteration (lbfgsb).

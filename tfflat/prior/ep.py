@@ -65,6 +65,8 @@ class EPResult:
       converged: whether |Δ ln Z| ≤ tol · max(1, |ln Z|) was reached within ``max_sweeps``.
       history: ln Z after each sweep (from the tracked posterior).
       jitter: diagonal jitter (relative to the mean prior variance) the final Cholesky needed.
+      duplicates: inputs dropped as exact duplicates (Heaviside only; P(f) is unchanged by them).
+      message: why EP did not converge, or other notes ("" when all is well).
       site_tau, site_nu: the final site parameters (for the kernel scaled to mean diagonal 1).
     """
 
@@ -77,6 +79,7 @@ class EPResult:
     tol: float
     seconds: float = 0.0
     jitter: float = 0.0
+    duplicates: int = 0
     message: str = ""
     history: list = field(default_factory=list)
     site_tau: np.ndarray | None = field(default=None, repr=False)
@@ -90,7 +93,8 @@ class EPResult:
         """JSON-able summary (without the site parameters)."""
         return {"ln_z": self.ln_z, "log10_p": self.log10_p, "sweeps": self.sweeps, "converged": self.converged,
                 "likelihood": self.likelihood, "method": self.method, "n": self.n, "tol": self.tol,
-                "seconds": self.seconds, "jitter": self.jitter, "message": self.message}
+                "seconds": self.seconds, "jitter": self.jitter, "duplicates": self.duplicates,
+                "message": self.message}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -163,18 +167,34 @@ def check_psd(kernel: np.ndarray, rtol: float = 1e-8) -> None:
                         f"{eps:.2g} added to the diagonal); pass a covariance matrix")
 
 
-def _contradiction(k: np.ndarray, sgn: np.ndarray, block: int = 1024, rtol: float = 1e-12):
-    """A pair (i, j) whose latent values are ±identical (correlation ±1) but whose labels demand the
-    opposite sign relation, i.e. P(f) = 0 under the Heaviside likelihood; None if there is none."""
+def _duplicates(k: np.ndarray, sgn: np.ndarray, block: int = 1024, rtol: float = 1e-12) -> np.ndarray:
+    """Inputs whose latent value is ±identical to an earlier one's (|correlation| ≥ 1 − rtol).
+
+    Under the Heaviside likelihood such an input's constraint is implied by the earlier one, so dropping
+    it leaves P(f) unchanged (and spares EP the double counting it would otherwise do); if its label
+    demands the opposite sign relation, P(f) = 0 and a :class:`UserError` says so.
+
+    Returns:
+      Boolean mask of the inputs to keep.
+    """
     d = np.sqrt(np.diagonal(k))
     n = len(k)
-    for i in range(0, n, block):
-        rows = k[i:i + block] / (d[i:i + block, None] * d[None, :])
-        bad = (sgn[i:i + block, None] * sgn[None, :] * rows) <= -(1.0 - rtol)
-        if bad.any():
-            a, b = np.argwhere(bad)[0]
-            return int(a + i), int(b)
-    return None
+    drop = np.zeros(n, bool)
+    for i0 in range(0, n, block):
+        rows = k[i0:i0 + block] / (d[i0:i0 + block, None] * d[None, :])
+        ii, jj = np.nonzero(np.abs(rows) >= 1.0 - rtol)
+        ii += i0
+        keep = ii < jj
+        ii, jj = ii[keep], jj[keep]
+        if len(ii):
+            ok = sgn[ii] * sgn[jj] * np.sign(k[ii, jj]) > 0
+            if not ok.all():
+                i, j = int(ii[~ok][0]), int(jj[~ok][0])
+                raise UserError(f"inputs {i} and {j} have perfectly correlated prior outputs but incompatible "
+                                "labels, so P(f) = 0 under the Heaviside likelihood (log P = −∞); use "
+                                "--likelihood probit or remove the duplicate")
+            drop[jj] = True
+    return ~drop
 
 
 # ----------------------------------------------------------------------------------------------
@@ -234,7 +254,7 @@ def _ln_z_terms(half_logdet, sig, mu, tau, nu, sgn, v):
     return ln_z, tf.reduce_sum(tf.cast(bad, tf.int32))
 
 
-def _block_loop(S, m, tau, nu, sgn, valid, v):
+def _block_loop(S, m, tau, nu, sgn, count, v):
     """Sequential EP over the sites of one block J (R&W Alg. 3.5), with Σ's updates delayed.
 
     With W = Σ[:, J] at the block's start, the current Σ is Σ − W C Wᵀ and μ is μ + W g. Site k's
@@ -257,7 +277,7 @@ def _block_loop(S, m, tau, nu, sgn, valid, v):
         mu_k = m[k] + tf.reduce_sum(sk * g)
         tau_c = 1.0 / s_kk - tau[k]
         nu_c = mu_k / s_kk - nu[k]
-        ok = valid[k] & (s_kk > 0) & (tau_c > 0) & tf.math.is_finite(tau_c) & tf.math.is_finite(nu_c)
+        ok = (s_kk > 0) & (tau_c > 0) & tf.math.is_finite(tau_c) & tf.math.is_finite(nu_c)
         _, t_new, n_new = _tilted(sgn[k], tf.where(ok, tau_c, 1.0), tf.where(ok, nu_c, 0.0), v)
         good = ok & tf.math.is_finite(t_new) & tf.math.is_finite(n_new)
         dt = tf.where(good, t_new - tau[k], 0.0)
@@ -268,11 +288,11 @@ def _block_loop(S, m, tau, nu, sgn, valid, v):
         g = g - (kappa * (mu_k + s_kk * dn) - dn) * a
         C = C + kappa * a[:, None] * a[None, :]
         A = A + a[:, None] * e[None, :]
-        skipped += tf.cast(valid[k] & ~good, tf.int32)
+        skipped += tf.cast(~good, tf.int32)
         return k + 1, C, A, kap + kappa * e, g, tau + dt * e, nu + dn * e, logdet, skipped
 
     zb, zbb = tf.zeros([b], tf.float64), tf.zeros([b, b], tf.float64)
-    out = tf.while_loop(lambda k, *_: k < b, body,
+    out = tf.while_loop(lambda k, *_: k < count, body,
                         (tf.constant(0), zbb, zbb, zb, zb, tau, nu, tf.constant(0.0, tf.float64), tf.constant(0)))
     return out[2:]
 
@@ -307,45 +327,44 @@ class _Posterior:
     sig: np.ndarray         # diag Σ
     mu: np.ndarray          # Σ ν̃
     jitter: float
-    V: np.ndarray | None    # L⁻¹ S̃½ K  (C-order: rows of V are rows of the solve)
 
 
-def _posterior(k: np.ndarray, c: float, tau: np.ndarray, nu: np.ndarray, keep_v: bool = False,
+def _posterior(k: np.ndarray, c: float, tau: np.ndarray, nu: np.ndarray, *, diag: bool = True,
                work: np.ndarray | None = None) -> _Posterior:
-    """Σ = (K⁻¹ + S̃)⁻¹ and μ = Σ ν̃ from scratch for K/c (R&W eq. 3.68 via B = I + S̃½ K S̃½),
-    with the Cholesky of B retried with jitter (K + j·c·I) if it fails."""
+    """log|B|, μ = Σ ν̃ and (if ``diag``) diag Σ from scratch, for K/c (R&W eqs. 3.53, 3.68–3.70):
+    B = I + S̃½ K S̃½ = L Lᵀ, V = L⁻¹ S̃½ K, Σ = K − VᵀV. The Cholesky is retried with jitter
+    (K/c + j·I) if it fails. Costs n³/3 flops, plus n³ for the diagonal.
+    """
     from scipy.linalg import blas, lapack
 
     n = len(k)
     sw = np.sqrt(tau / c)
-    kd = np.diagonal(k) / c
+    st = np.sqrt(tau)
+    if work is None:
+        work = np.empty((n, n))
     for jit in JITTERS:
-        # B in Fortran order: B_F = Bᵀ = B; build it in the work buffer (C-order view of the same memory)
-        if work is None:
-            work = np.empty((n, n))
         np.multiply(k, sw[:, None], out=work)
         work *= sw[None, :]
         work[np.diag_indices(n)] += 1.0 + jit * tau
-        lf, info = lapack.dpotrf(work.T, lower=0, overwrite_a=1, clean=1)   # work.T is F-order; upper(F) = lower(C)
+        # work.T is the same memory in Fortran order; its upper triangle is work's lower one
+        u, info = lapack.dpotrf(work.T, lower=0, overwrite_a=1, clean=1)   # B = Uᵀ U, U = Lᵀ
         if info == 0:
             break
     else:
-        raise UserError("EP failed: the matrix I + S̃½KS̃½ is not positive definite even with jitter; "
+        raise UserError("EP failed: I + S̃½KS̃½ is not positive definite even with jitter; "
                         "the kernel is not a valid covariance matrix")
-    # lf (F-order, upper) = Lᵀ with B = L Lᵀ; in C order `work` now holds L in its lower triangle
-    L_t = lf                                  # Fortran upper-triangular U = Lᵀ, B = Uᵀ U
-    half_logdet = float(np.sum(np.log(np.diagonal(L_t))))
-    st = np.sqrt(tau)
-    rhs = np.multiply(k, st[:, None] / c)     # S̃½ K/c, C-order; its transpose (F-order) is K S̃½ / c
-    rhs[np.diag_indices(n)] += jit * st
-    # V = L⁻¹ rhs = U⁻ᵀ rhs. With F-order arrays: solve Uᵀ X = rhs. rhs (C-order) as F is rhsᵀ;
-    # solve from the right instead: Xᵀ = rhsᵀ U⁻¹  → dtrsm(side=1 (right), lower=0, trans_a=0)
-    vt = blas.dtrsm(1.0, L_t, rhs.T, side=1, lower=0, trans_a=0, overwrite_b=1)   # F-order Vᵀ, i.e. C-order V
-    V = vt.T                                  # C-order (n, n): V = L⁻¹ S̃½ K/c
-    sig = kd + jit - np.einsum("ij,ij->j", V, V)
-    kn = k @ nu / c + jit * nu
-    mu = kn - V.T @ (V @ nu)
-    return _Posterior(half_logdet, sig, mu, jit, V if keep_v else None)
+    half_logdet = float(np.sum(np.log(np.diagonal(u))))
+    a = k @ nu / c + jit * nu                               # (K/c + jI) ν̃
+    x, _ = lapack.dpotrs(u, st * a, lower=0)                # B⁻¹ S̃½ a
+    mu = a - (k @ (st * x) / c + jit * st * x)              # μ = a − K S̃½ B⁻¹ S̃½ a
+    sig = None
+    if diag:
+        rhs = np.multiply(k, st[:, None] / c)               # S̃½ K/c (C order)
+        rhs[np.diag_indices(n)] += jit * st
+        # V = U⁻ᵀ rhs ⇔ Vᵀ = rhsᵀ U⁻¹: rhs.T is rhsᵀ in Fortran order, solved in place from the right
+        vt = blas.dtrsm(1.0, u, rhs.T, side=1, lower=0, trans_a=0, overwrite_b=1)
+        sig = np.diagonal(k) / c + jit - np.einsum("ij,ij->i", vt, vt)   # rows of vt (F) = columns of V
+    return _Posterior(half_logdet, sig, mu, jit)
 
 
 def _columns(sig: np.ndarray, j0: int, j1: int) -> np.ndarray:
@@ -422,17 +441,20 @@ def ep_log_prior(kernel, labels, likelihood: str = "heaviside", *, method: str =
             i = int(np.argmin(np.diagonal(k)))
             raise UserError(f"K[{i},{i}] = 0: input {i} has zero prior variance, so its sign — and P(f) under "
                             "the Heaviside likelihood — is undefined; use --likelihood probit")
-        pair = _contradiction(k, sgn)
-        if pair is not None:
-            i, j = pair
-            raise UserError(f"inputs {i} and {j} have perfectly correlated prior outputs but incompatible labels, "
-                            "so P(f) = 0 under the Heaviside likelihood (log P = −∞); use --likelihood probit "
-                            "or remove the duplicate")
+        keep = _duplicates(k, sgn)
+        if not keep.all():       # exact duplicates: same P(f) without them
+            k, sgn = k[np.ix_(keep, keep)], sgn[keep]
+            c = float(np.mean(np.diagonal(k)))
+            v = 0.0
     tf_fns = _Compiled.get()
     run = _sequential if method == "sequential" else _parallel
     res = run(k, c, sgn, v, tf_fns, tol=tol, max_sweeps=int(max_sweeps), block=int(block), damping=damping,
               progress=progress)
     res.likelihood, res.method, res.n, res.tol = likelihood, method, n, tol
+    res.duplicates = n - len(k)
+    if not res.converged and not res.message:
+        last = abs(res.history[-1] - res.history[-2]) if len(res.history) > 1 else float("nan")
+        res.message = f"not converged after {res.sweeps} sweeps (last |Δ ln Z| = {last:.3g}); raise max_sweeps"
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -450,8 +472,7 @@ def _converged(history, tol) -> bool:
 
 
 def _finish(k, c, tau, nu, sgn, v, tf_fns, history, sweeps, converged, message="", post=None) -> EPResult:
-    """The result, with ln Z recomputed from scratch from the final sites (unless ``post`` is given)."""
-    post = post or _posterior(k, c, tau, nu)
+    """The result, with ln Z from the posterior ``post`` of the final sites."""
     ln_z, bad = _ln_z(tf_fns, post, tau, nu, sgn, v)
     if bad or not math.isfinite(ln_z):
         finite = [h for h in history if math.isfinite(h)]
@@ -466,8 +487,8 @@ def _sequential(k, c, sgn, v, tf_fns, *, tol, max_sweeps, block, progress, **_) 
     import tensorflow as tf
 
     n = len(k)
-    b = max(1, min(block, n))
-    sig = np.array(k, order="C") / c           # lower triangle used
+    b = max(1, block)           # one compiled shape for every n (short blocks are padded)
+    sig = k / c                 # Σ = K/c at the start; only its lower triangle is used
     mu = np.zeros(n)
     tau, nu = np.zeros(n), np.zeros(n)
     logdet = 0.0
@@ -485,15 +506,14 @@ def _sequential(k, c, sgn, v, tf_fns, *, tol, max_sweeps, block, progress, **_) 
             pad = lambda a, fill=0.0: np.concatenate([a, np.full(b - bb, fill)]) if bb < b else a  # noqa: E731
             A, kap, g, t_new, n_new, ld, sk = tf_fns.block(
                 tf.constant(S), tf.constant(pad(mu[j0:j1])), tf.constant(pad(tau[j0:j1])),
-                tf.constant(pad(nu[j0:j1])), tf.constant(pad(sgn[j0:j1], 1.0)),
-                tf.constant(np.arange(b) < bb), vt)
+                tf.constant(pad(nu[j0:j1])), tf.constant(pad(sgn[j0:j1], 1.0)), tf.constant(bb), vt)
             A, kap, g = A.numpy()[:bb, :bb], kap.numpy()[:bb], g.numpy()[:bb]
             tau[j0:j1], nu[j0:j1] = t_new.numpy()[:bb], n_new.numpy()[:bb]
             logdet += float(ld)
             skipped += int(sk)
             _lowrank_update(sig, w @ A, kap)
             mu += w @ g
-        post = _Posterior(0.5 * logdet, np.diagonal(sig).copy(), mu, 0.0, None)
+        post = _Posterior(0.5 * logdet, np.diagonal(sig).copy(), mu, 0.0)
         ln_z, bad = _ln_z(tf_fns, post, tau, nu, sgn, v)
         history.append(ln_z)
         if progress:
@@ -504,12 +524,17 @@ def _sequential(k, c, sgn, v, tf_fns, *, tol, max_sweeps, block, progress, **_) 
         if _converged(history, tol):
             converged = True
             break
+    # Final ln Z: log|B| and μ recomputed from the sites (one Cholesky); diag Σ is the tracked one unless
+    # the tracked μ shows drift, in which case Σ's diagonal is recomputed as well (one more n³ solve).
+    sig_diag, mu_tracked = np.diagonal(sig).copy(), mu
     del sig
-    res = _finish(k, c, tau, nu, sgn, v, tf_fns, history, sweep, converged, message)
-    if res.converged and abs(res.ln_z - history[-1]) > 10 * tol * max(1.0, abs(res.ln_z)):
-        res.message = (f"tracked ln Z {history[-1]:.6g} drifted from the recomputed {res.ln_z:.6g}; "
-                       "the result is the recomputed value")
-    return res
+    post = _posterior(k, c, tau, nu, diag=False)
+    drift = float(np.max(np.abs(post.mu - mu_tracked))) / max(1.0, float(np.max(np.abs(post.mu))))
+    if drift > 1e-8:
+        post = _posterior(k, c, tau, nu, diag=True)
+    else:
+        post.sig = sig_diag
+    return _finish(k, c, tau, nu, sgn, v, tf_fns, history, sweep, converged, message, post=post)
 
 
 def _parallel(k, c, sgn, v, tf_fns, *, tol, max_sweeps, damping, progress, **_) -> EPResult:
@@ -517,7 +542,7 @@ def _parallel(k, c, sgn, v, tf_fns, *, tol, max_sweeps, damping, progress, **_) 
 
     n = len(k)
     tau, nu = np.zeros(n), np.zeros(n)
-    post = _Posterior(0.0, np.diagonal(k) / c, np.zeros(n), 0.0, None)
+    post = _Posterior(0.0, np.diagonal(k) / c, np.zeros(n), 0.0)
     history, converged, message, sweep = [], False, "", 0
     f = lambda a: tf.constant(a, tf.float64)    # noqa: E731
     work = np.empty((n, n))
@@ -548,5 +573,4 @@ def _parallel(k, c, sgn, v, tf_fns, *, tol, max_sweeps, damping, progress, **_) 
         if _converged(history, tol):
             converged = True
             break
-    return _finish(k, c, tau, nu, sgn, v, tf_fns, history, sweep, converged, message,
-                   post=post if history else None)
+    return _finish(k, c, tau, nu, sgn, v, tf_fns, history, sweep, converged, message, post=post)
