@@ -116,8 +116,8 @@ def prior(run_dir, kernel_file, labels_file, likelihood, kernel, kernel_cache, s
     if run_dir is not None:
         summary.update(kernel=out["kernel"]["kind"], run_dir=str(run_dir))
     state = "converged" if out["converged"] else f"NOT converged ({ep['message'] or 'sweep cap reached'})"
-    lines = [f"log10 P(f) = {out['log10_prior']:.4f}   (ln P(f) = {out['ln_prior']:.4f}; {likelihood} likelihood, "
-             f"n = {out['n']}, EP {method}: {out['sweeps']} sweeps, {state})"]
+    lines = [(f"log10 P(f) = {out['log10_prior']:.4f}   (ln P(f) = {out['ln_prior']:.4f}; {likelihood} likelihood, "
+              f"n = {out['n']}, EP {method}: {out['sweeps']} sweeps, {state})")]
     if out["pac_bayes_bound"] is not None:
         lines.append(f"PAC-Bayes bound (δ = {delta}): error on E ≤ {out['pac_bayes_bound']:.4f}")
     if where:

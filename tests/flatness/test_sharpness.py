@@ -109,7 +109,9 @@ def test_alpha_rescaling_keeps_the_function_and_changes_sharpness(tiny):
     s0 = sharpness(model, x, y, **settings)
     s1 = sharpness(rescaled, x, y, **settings)
     assert s1.loss == pytest.approx(s0.loss, rel=1e-5)
-    assert abs(s1.sharpness / s0.sharpness - 1) > 0.2, (s0.sharpness, s1.sharpness)
+    # the box ζ(|w|+1) is not rescaling-invariant (its +1): here the sharpness rises 1.85-fold, the
+    # spike of Fig. 5 (a box ζ|w| would leave the first-order term Σ|∂L/∂w_i| ζ|w_i| unchanged)
+    assert s1.sharpness > 1.2 * s0.sharpness, (s0.sharpness, s1.sharpness)
 
 
 def test_callback_and_epoch_tracking_follow_the_same_ascent(tiny):

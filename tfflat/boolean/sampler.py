@@ -194,7 +194,7 @@ class _Network:
     layer's last row of activations is a constant 1 that carries the next layer's biases.
     """
 
-    def __init__(self, bits: int, widths, sigma_w: float, sigma_b: float, seed: int, batch: int):
+    def __init__(self, bits: int, widths, sigma_w: float, sigma_b: float, batch: int):
         import tensorflow as tf
 
         from tfflat.data import boolean_inputs
@@ -203,7 +203,7 @@ class _Network:
         per = normals_per_sample(bits, widths)
         q = (per + 1) // 2
         u64 = lambda v: tf.constant(np.uint64(v))      # noqa: E731
-        key, gamma, m1, m2 = u64(stream_key(seed)), u64(_GAMMA), u64(_M1), u64(_M2)
+        gamma, m1, m2 = u64(_GAMMA), u64(_M1), u64(_M2)
         nout = 2 ** bits
         n32 = max(nout, 32) // 32
         shifts = tf.constant(np.arange(32, dtype=np.uint32))
@@ -211,7 +211,7 @@ class _Network:
         s1, s2, s3, s4 = (-1.6666654611e-1, 8.3321608736e-3, -1.9515295891e-4, None)
         c1, c2, c3 = 4.166664568298827e-2, -1.388731625493765e-3, 2.443315711809948e-5
 
-        def normals(start):
+        def normals(start, key):
             """(batch, per) standard normals of samples start…; see :func:`reference_normals`."""
             idx = tf.cast(start, tf.uint64) * q + tf.cast(tf.range(batch * q, dtype=tf.int64), tf.uint64) + 1
             z = key + idx * gamma
@@ -236,8 +236,8 @@ class _Network:
                            tf.float32)
             return tf.concat([tf.reshape(a, [batch, q]), tf.reshape(b, [batch, q])], axis=1)[:, :per]
 
-        def first(start):
-            g1, *rest = split_weights(normals(start), bits, widths, sigma_w, sigma_b, tf.reshape)
+        def first(start, key):
+            g1, *rest = split_weights(normals(start, key), bits, widths, sigma_w, sigma_b, tf.reshape)
             # layer 1 on all inputs: n+1 broadcast multiply-adds (XLA's batched dot is slow on CPU)
             u = g1[:, :, :1] * x_aug[0]
             for t in range(1, bits + 1):
@@ -264,8 +264,8 @@ class _Network:
         head_c = tf.function(head, jit_compile=True)
 
         @tf.function
-        def run(start):
-            a, *hidden, g_out = first_c(start)
+        def run(start, key):
+            a, *hidden, g_out = first_c(start, key)
             if not hidden:                       # one hidden layer: undo the relu-and-ones step
                 return head_c(a[:, :-1, :], g_out)
             for i, g in enumerate(hidden):
@@ -277,12 +277,25 @@ class _Network:
         self._run = run
         self.parts = {"first": first_c, "head": head_c, "normals": normals}   # for the benchmark
 
-    def __call__(self, start: int) -> np.ndarray:
-        """Packed functions of samples ``start … start+batch-1``: (batch, n_words) uint64."""
+    def __call__(self, seed: int, start: int) -> np.ndarray:
+        """Packed functions of samples ``start … start+batch-1`` of ``seed``: (batch, n_words) uint64."""
         import tensorflow as tf
 
-        w32 = self._run(tf.constant(start, tf.int64)).numpy()
+        w32 = self._run(tf.constant(start, tf.int64), tf.constant(np.uint64(stream_key(seed)))).numpy()
         return np.ascontiguousarray(w32).view("<u4").view("<u8").reshape(self.batch, self.words)
+
+
+_NETWORKS: dict = {}
+
+
+def network(bits: int, widths, sigma_w: float, sigma_b: float, batch: int) -> _Network:
+    """The compiled evaluator for these settings (kept, so a process compiles each one once)."""
+    key = (int(bits), tuple(int(w) for w in widths), float(sigma_w), float(sigma_b), int(batch))
+    if key not in _NETWORKS:
+        if len(_NETWORKS) >= 8:
+            _NETWORKS.pop(next(iter(_NETWORKS)))
+        _NETWORKS[key] = _Network(*key)
+    return _NETWORKS[key]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,12 +417,12 @@ def sample(samples: int, bits: int = defaults.BOOLEAN_BITS, widths=(40, 40), sig
     if progress:
         progress(finished, samples)
     if todo:
-        net = _Network(bits, widths, sigma_w, sigma_b, seed, batch)
+        net = network(bits, widths, sigma_w, sigma_b, batch)
         threads = int(threads or min(4, os.cpu_count() or 1))
         with ThreadPoolExecutor(threads) as pool:
             for lo, hi, name in todo:
                 t0 = time.perf_counter()
-                parts, pending = [], [pool.submit(net, s) for s in range(lo, hi, batch)]
+                parts, pending = [], [pool.submit(net, seed, s) for s in range(lo, hi, batch)]
                 for i, fut in enumerate(pending):
                     parts.append(fut.result())
                     if progress:

@@ -180,7 +180,8 @@ def _defaults(kind: str, data: dict, model: dict) -> dict:
     sharp = defaults.SHARPNESS.get((dataset, family), defaults.SHARPNESS[("mnist", "fcn")])
     return {
         "data": {"dataset": "mnist", "data_dir": None, "train_size": sizes.get("train_size"),
-                 "test_size": sizes.get("test_size"), "attack_sizes": list(sizes.get("attack_sizes", [0])),
+                 "test_size": sizes.get("test_size"),
+                 "attack_sizes": list(sizes.get("attack_sizes", [0])) if kind == "sweep" else [0],
                  "data_seed": 0, "bits": defaults.BOOLEAN_BITS, "target": "random"},
         "model": {"name": "fcn", "sigma_w": None, "sigma_b": None, "bn_momentum": None},
         "train": {"optimizers": ["sgd"], "seeds": list(range(5)) if kind == "sweep" else [0],

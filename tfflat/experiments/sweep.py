@@ -185,6 +185,10 @@ def run(exp, out, shard_spec: tuple[int, int] = (1, 1), workers: int = 1, task=N
                 if progress:
                     progress(n, len(share), f"|A|={p.attack_size} seed {p.seed} {p.optimizer}")
         else:
+            if exp.prior["enabled"]:     # into the cache once, so that the workers only load it
+                from tfflat.experiments.session import Session
+
+                Session(exp, task, kernel_cache=results.kernel_cache(out)).kernel()
             _run_workers(exp, out, pending, workers, summary["skipped"], len(share), progress)
     summary["records"] = len(results.finished_keys(out))
     summary["seconds"] = time.perf_counter() - t0

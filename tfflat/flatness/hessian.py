@@ -121,7 +121,8 @@ def top_eigenvalues(h: HVP, k: int = defaults.HESSIAN_TOP_K, seed: int = 0, tol:
     if h.size <= 2 * k + 1:
         return np.linalg.eigvalsh(h.dense())[::-1][:k].copy()
     v0 = np.random.default_rng(seed).standard_normal(h.size)
-    values = eigsh(h.operator(), k=k, which="LA", tol=tol, v0=v0, return_eigenvectors=False)
+    with _one_blas_thread():
+        values = eigsh(h.operator(), k=k, which="LA", tol=tol, v0=v0, return_eigenvectors=False)
     return np.sort(values)[::-1]
 
 
@@ -133,8 +134,9 @@ def spectral_norm(h: HVP, seed: int = 0, tol: float = EIGSH_TOL, top: float | No
         return float(np.max(np.abs(np.linalg.eigvalsh(h.dense()))))
     v0 = np.random.default_rng(seed + 1).standard_normal(h.size)
     ncv = min(h.size, 20)
-    value = float(np.abs(eigsh(h.operator(), k=1, which="LM", tol=tol, v0=v0, ncv=ncv,
-                               return_eigenvectors=False)[0]))
+    with _one_blas_thread():
+        value = float(np.abs(eigsh(h.operator(), k=1, which="LM", tol=tol, v0=v0, ncv=ncv,
+                                   return_eigenvectors=False)[0]))
     return max(value, abs(top)) if top is not None else value
 
 
@@ -217,6 +219,13 @@ def hessian_measures(model, x, y, top_k: int = defaults.HESSIAN_TOP_K, seed: int
         seconds=time.perf_counter() - t0,
         settings={"top_k": top_k, "probes": int(probes), "seed": int(seed), "tol": float(tol),
                   "examples": h.problem.n, "parameters": h.size})
+
+
+def _one_blas_thread():
+    """ARPACK's vector work is small BLAS-2; threads only fight TensorFlow's pool (3-7x slower here)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _check_k(k, size: int) -> int:

@@ -19,7 +19,7 @@ _EXPORTS = {
     "function_of_run": "prior", "log_prior_of_run": "prior", "KERNELS": "prior",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605
 
 
 def __getattr__(name):

@@ -13,12 +13,14 @@ EP (Rasmussen & Williams 2006, §3.6) returns log Z_EP ≈ ln P(f). Two schedule
   Σ are delayed and applied once per block of ``block`` sites (Woodbury): within a block only
   Σ[J, J] is needed, and Σ ← Σ − Σ[:, J] C Σ[J, :] is one symmetric rank-``block`` update. So a
   sweep costs n³ flops of BLAS-3 instead of n memory-bound rank-one updates, and sequential EP needs
-  ~3× fewer sweeps than parallel EP. log|B| is tracked by the matrix determinant lemma.
+  fewer sweeps than parallel EP (MNIST, n = 1500, Heaviside: 4 against 11; probit: 3 against 4).
+  log|B| is tracked by the matrix determinant lemma.
 - ``parallel``: all sites from the same posterior, damped, with the posterior recomputed from
   scratch (Cholesky of B = I + S̃½ K S̃½) every sweep.
 
-Both stop when |Δ ln Z| ≤ tol · max(1, |ln Z|) between sweeps (or after ``max_sweeps``), and the
-returned ln Z is always recomputed from scratch from the final sites.
+Both stop when |Δ ln Z| ≤ tol · max(1, |ln Z|) between sweeps (or after ``max_sweeps``). The returned
+ln Z is computed from the final sites with log|B| and μ from a fresh Cholesky factorisation (sequential:
+diag Σ from the tracked Σ, recomputed as well if the tracked μ shows drift).
 
 Numerics:
 - K is divided by its mean diagonal c and v by c: ln Z is unchanged, and huge or tiny kernel scales
@@ -28,6 +30,9 @@ Numerics:
   asymptotic series for u ≥ 40 (no cancellation); Φ/φ uses erfcx; log Φ is TFP's ``log_ndtr``.
 - Site precisions stay ≥ 0; an update whose cavity is not a proper Gaussian is skipped; B is
   always Cholesky-factorised (eigenvalues ≥ 1, fine for singular K) with a jitter fallback.
+- Heaviside: inputs whose latent values are ±identical to an earlier input's (duplicates) are dropped
+  — P(f) is unchanged and EP is spared double counting — or, if their labels are incompatible,
+  P(f) = 0 is reported as a :class:`UserError`.
 - Hot loops: the per-site loop of a block is one XLA-compiled TensorFlow ``while_loop`` (float64);
   the O(n³) work (rank-``block`` updates, Cholesky, triangular solves) goes to LAPACK/BLAS through
   SciPy, which on CPU is 1.5–2× faster than ``tf.linalg`` here and offers ``dsyrk`` (half the flops
@@ -311,7 +316,7 @@ class _Compiled:
         self.block = tf.function(_block_loop, jit_compile=True)
 
     @classmethod
-    def get(cls) -> "_Compiled":
+    def get(cls) -> _Compiled:
         if cls._inst is None:
             cls._inst = _Compiled()
         return cls._inst
@@ -483,6 +488,10 @@ def _finish(k, c, tau, nu, sgn, v, tf_fns, history, sweeps, converged, message="
                     history=history, site_tau=tau, site_nu=nu)
 
 
+def _pad(a: np.ndarray, size: int, fill: float = 0.0) -> np.ndarray:
+    return a if len(a) == size else np.concatenate([a, np.full(size - len(a), fill)])
+
+
 def _sequential(k, c, sgn, v, tf_fns, *, tol, max_sweeps, block, progress, **_) -> EPResult:
     import tensorflow as tf
 
@@ -496,21 +505,18 @@ def _sequential(k, c, sgn, v, tf_fns, *, tol, max_sweeps, block, progress, **_) 
     vt = tf.constant(v, tf.float64)
     pad_s = np.eye(b)
     for sweep in range(1, max_sweeps + 1):
-        skipped = 0
         for j0 in range(0, n, b):
             j1 = min(n, j0 + b)
             bb = j1 - j0
             w = _columns(sig, j0, j1)
             S = pad_s.copy()
             S[:bb, :bb] = w[j0:j1]
-            pad = lambda a, fill=0.0: np.concatenate([a, np.full(b - bb, fill)]) if bb < b else a  # noqa: E731
-            A, kap, g, t_new, n_new, ld, sk = tf_fns.block(
-                tf.constant(S), tf.constant(pad(mu[j0:j1])), tf.constant(pad(tau[j0:j1])),
-                tf.constant(pad(nu[j0:j1])), tf.constant(pad(sgn[j0:j1], 1.0)), tf.constant(bb), vt)
+            A, kap, g, t_new, n_new, ld, _ = tf_fns.block(
+                tf.constant(S), tf.constant(_pad(mu[j0:j1], b)), tf.constant(_pad(tau[j0:j1], b)),
+                tf.constant(_pad(nu[j0:j1], b)), tf.constant(_pad(sgn[j0:j1], b, 1.0)), tf.constant(bb), vt)
             A, kap, g = A.numpy()[:bb, :bb], kap.numpy()[:bb], g.numpy()[:bb]
             tau[j0:j1], nu[j0:j1] = t_new.numpy()[:bb], n_new.numpy()[:bb]
             logdet += float(ld)
-            skipped += int(sk)
             _lowrank_update(sig, w @ A, kap)
             mu += w @ g
         post = _Posterior(0.5 * logdet, np.diagonal(sig).copy(), mu, 0.0)

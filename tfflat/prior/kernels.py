@@ -115,11 +115,54 @@ def feature_model(model):
     except ValueError:
         raise UserError(f"model {model.name!r} has no layer named {LOGIT_LAYER!r}; the empirical kernel needs "
                         "the final Dense(1) layer to be named 'logit'") from None
-    return keras.Model(model.inputs, head.input)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, head.input)
+
+
+def _walk(layer):
+    yield layer
+    for sub in getattr(layer, "layers", None) or ():
+        if sub is not layer:
+            yield from _walk(sub)
+
+
+def _initialised_variables(model) -> list:
+    """(variable, initializer) for every weight whose layer keeps its initializer as ``<name>_initializer``."""
+    import keras
+
+    found, seen = [], set()
+    for layer in _walk(model):
+        for attr, init in vars(layer).items():
+            if attr.endswith("_initializer") and isinstance(init, keras.initializers.Initializer):
+                var = getattr(layer, attr[:-len("_initializer")], None)
+                if isinstance(var, keras.Variable) and id(var) not in seen:
+                    seen.add(id(var))
+                    found.append((var, init))
+    return found
+
+
+def redraw(model, seed: int) -> bool:
+    """Redraw every weight of a Keras model in place from its layers' own initializers, with new seeds.
+
+    Returns False (and changes nothing) unless every weight of the model has a known initializer; then
+    build a fresh model instead. Much cheaper than rebuilding a deep network (e.g. ResNet50) per sample.
+    """
+    pairs = _initialised_variables(model)
+    if len(pairs) != len(model.weights):
+        return False
+    rng = np.random.default_rng(seed)
+    for var, init in pairs:
+        config = init.get_config()
+        if "seed" in config:
+            config["seed"] = int(rng.integers(2 ** 31 - 1))
+            init = type(init).from_config(config)
+        var.assign(init(tuple(var.shape), dtype=var.dtype))
+    return True
 
 
 def empirical_kernel(x, model_fn: Callable[[int], object], samples: int | None = None, *,
                      sigma_w: float, sigma_b: float, seed: int = 0, batch_size: int = 256,
+                     reinit: Callable[[object, int], None] | None = None,
                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Monte-Carlo NNGP kernel of eq. (7) from ``samples`` random initialisations of a network.
 
@@ -134,6 +177,9 @@ def empirical_kernel(x, model_fn: Callable[[int], object], samples: int | None =
       sigma_w, sigma_b: the scales of the last (fully connected) layer.
       seed: the m-th model is ``model_fn(seed + m)``.
       batch_size: inputs per forward pass.
+      reinit: ``reinit(model, seed)`` that redraws a model's weights in place (e.g.
+        :func:`tfflat.models.fcn.reinitialize`); default :func:`redraw` (the layers' own initializers,
+        new seeds) when it covers every weight, else a model is built per sample.
       progress: ``progress(done, total)`` after every initialisation.
     Returns:
       float64 array (n, n), exactly symmetric.
@@ -149,12 +195,16 @@ def empirical_kernel(x, model_fn: Callable[[int], object], samples: int | None =
         raise UserError(f"the empirical kernel needs at least one sample, got {samples}")
     base = model_fn(seed)
     feats = feature_model(base)
+    if reinit is None and len(_initialised_variables(base)) == len(base.weights):
+        reinit = redraw
     fn = tf.function(lambda xb: feats(xb, training=False), reduce_retracing=True)
     bs = max(1, int(batch_size))
     acc = np.zeros((n, n))
     group, width = [], None
     for m in range(m_total):
-        if m > 0:   # same variables, new values: the compiled feature function is reused
+        if m > 0 and reinit is not None:
+            reinit(base, seed + m)
+        elif m > 0:   # same variables, new values: the compiled feature function is reused
             fresh = model_fn(seed + m)
             base.set_weights(fresh.get_weights())
             del fresh

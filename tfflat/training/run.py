@@ -72,7 +72,7 @@ def train_run(config: TrainConfig, out=None, *, task=None, callback: Callable | 
     Raises :class:`IncompleteError` (after saving) when ``max_epochs`` passes without zero error.
     """
     from tfflat import models, runs
-    from tfflat.training import train
+    from tfflat.training import optimizers, train
 
     if out is not None:
         runs.ensure_dir(out)
@@ -85,6 +85,8 @@ def train_run(config: TrainConfig, out=None, *, task=None, callback: Callable | 
     at_zero = result.history[zero] if zero is not None else None
     meta = {
         "config": config.to_dict(),
+        "optimizer": {"name": config.optimizer,
+                      **optimizers.resolve(config.optimizer, config.learning_rate, **config.opt_args)},
         "model_spec": spec,
         "source": task.source,
         "indices": splits.indices,
