@@ -208,7 +208,7 @@ class _Network:
         n32 = max(nout, 32) // 32
         shifts = tf.constant(np.arange(32, dtype=np.uint32))
         x_aug = np.concatenate([boolean_inputs(bits), np.ones((nout, 1), np.float32)], 1).T   # (n+1, 2ⁿ)
-        s1, s2, s3, s4 = (-1.6666654611e-1, 8.3321608736e-3, -1.9515295891e-4, None)
+        s1, s2, s3 = -1.6666654611e-1, 8.3321608736e-3, -1.9515295891e-4
         c1, c2, c3 = 4.166664568298827e-2, -1.388731625493765e-3, 2.443315711809948e-5
 
         def normals(start, key):
@@ -310,7 +310,7 @@ class Table:
       bits: n; functions are on the 2ⁿ inputs of :func:`tfflat.data.boolean_inputs`.
       samples: weight samples drawn.
       keys: packed functions (distinct, n_words(bits) uint64 words each; see :func:`pack`).
-      counts: how often each came out, descending (ties in key order).
+      counts: how often each came out, descending (ties in the byte order of the packed keys).
       seconds: compute time summed over all chunks (also those of earlier, interrupted runs).
       config: bits, widths, σw, σb, seed, generator, chunk size.
     """
@@ -328,7 +328,7 @@ class Table:
 
     @property
     def samples_per_second(self) -> float:
-        return self.samples / self.seconds if self.seconds > 0 else math.inf
+        return self.samples / self.seconds if self.seconds > 0 else 0.0
 
     def hex(self, k: int | None = None) -> list[str]:
         """Hex keys (``tfflat.data.function_key`` convention) of the ``k`` most frequent."""

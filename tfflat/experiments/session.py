@@ -18,7 +18,7 @@ from collections import OrderedDict
 import numpy as np
 
 
-TRAINER_CACHE = 12        # compiled (optimizer, |A|) training steps kept per worker
+TRAINER_CACHE = 2         # compiled (optimizer, |A|) training steps kept (points come grouped by |A|)
 
 
 def reached_zero_error(rec: dict, stop_on: str) -> bool:

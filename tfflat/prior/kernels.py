@@ -29,14 +29,18 @@ def _flat(x) -> np.ndarray:
     return x
 
 
-def _mirror_upper(k: np.ndarray, block: int) -> None:
-    """Copy the upper block triangle onto the lower one in place: exact symmetry, no n×n temporary."""
+def _mirror_upper(k: np.ndarray, block: int, from_lower: bool = False) -> None:
+    """Copy the upper block triangle onto the lower one (or the lower onto the upper) in place:
+    exact symmetry, no n×n temporary."""
     n = len(k)
     for i in range(0, n, block):
         for j in range(i + block, n, block):
-            k[j:j + block, i:i + block] = k[i:i + block, j:j + block].T
+            if from_lower:
+                k[i:i + block, j:j + block] = k[j:j + block, i:i + block].T
+            else:
+                k[j:j + block, i:i + block] = k[i:i + block, j:j + block].T
         d = k[i:i + block, i:i + block]
-        d[...] = np.triu(d) + np.triu(d, 1).T
+        d[...] = np.tril(d) + np.tril(d, -1).T if from_lower else np.triu(d) + np.triu(d, 1).T
 
 
 def _arccos_block_fn():
@@ -175,7 +179,7 @@ def empirical_kernel(x, model_fn: Callable[[int], object], samples: int | None =
         ``functools.partial(tfflat.models.build, spec)``); all calls must give the same architecture.
       samples: M, default ``EMPIRICAL_KERNEL_FRACTION · n`` (paper: 0.1 (|S|+|E|)), at least 1.
       sigma_w, sigma_b: the scales of the last (fully connected) layer.
-      seed: the m-th model is ``model_fn(seed + m)``.
+      seed: sample m uses seed + m (the first model is ``model_fn(seed)``).
       batch_size: inputs per forward pass.
       reinit: ``reinit(model, seed)`` that redraws a model's weights in place (e.g.
         :func:`tfflat.models.fcn.reinitialize`); default :func:`redraw` (the layers' own initializers,
@@ -185,6 +189,7 @@ def empirical_kernel(x, model_fn: Callable[[int], object], samples: int | None =
       float64 array (n, n), exactly symmetric.
     """
     import tensorflow as tf
+    from scipy.linalg import blas
 
     x = np.asarray(x, np.float32)
     if x.ndim < 1 or len(x) == 0:
@@ -213,12 +218,15 @@ def empirical_kernel(x, model_fn: Callable[[int], object], samples: int | None =
         width = h.shape[1]
         group.append(h)
         if sum(g.shape[1] for g in group) >= 512 or m == m_total - 1:
-            hg = np.concatenate(group, axis=1)
-            acc += hg @ hg.T
+            # acc += hg hgᵀ on acc's lower triangle (acc.T is the Fortran view; its upper = acc's lower)
+            hg = np.asfortranarray(np.concatenate(group, axis=1))
+            out = blas.dsyrk(1.0, hg, beta=1.0, c=acc.T, trans=0, lower=0, overwrite_c=1)
+            if not np.shares_memory(out, acc):
+                acc.T[...] = out
             group = []
         if progress:
             progress(m + 1, m_total)
+    _mirror_upper(acc, BLOCK, from_lower=True)
     acc *= float(sigma_w) ** 2 / (m_total * width)
     acc += float(sigma_b) ** 2
-    _mirror_upper(acc, BLOCK)
     return acc
