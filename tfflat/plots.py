@@ -139,6 +139,14 @@ def temporal_figures(df, out_dir) -> list[Path]:
             elif row == "log10_prior":
                 ax.plot(common["epoch"], common["log10_prior"], color="C1")
                 ax.set_ylabel(LABELS["log10_prior"])
+                zero = g["zero_error_epoch"].dropna()
+                late = common[common["epoch"] >= float(zero.iloc[-1])] if len(zero) else common.iloc[:0]
+                if len(late) > 1:       # inset from the zero-error epoch on, as in Fig. 5
+                    inset = ax.inset_axes([0.45, 0.42, 0.52, 0.5])
+                    inset.plot(late["epoch"], late["log10_prior"], color="C1")
+                    inset.tick_params(labelsize=6)
+                    if rescaled is not None:
+                        inset.axvline(rescaled, color="red", ls="--", lw=0.8)
             elif row == "spectral_norm":
                 ax.plot(common["epoch"], common["spectral_norm"], color="C4")
                 ax.set_yscale("log")
@@ -156,8 +164,8 @@ def temporal_figures(df, out_dir) -> list[Path]:
         axes[-1].set_xlabel("epoch")
         extra = f"{opt}, |A|={a}, seed {seed}"
         if rescaled is not None:
-            extra += f", α = {g['alpha'].dropna().iloc[0]:g} at epoch {rescaled:g}"
-        axes[0].set_title(_title(g, extra))
+            extra += f", α = {g['alpha'].dropna().iloc[0]:.3g} at epoch {rescaled:g}"
+        axes[0].set_title(_title(g) + "\n" + extra)
         written += _save(fig, out_dir / f"temporal_{opt}_A{a}_seed{seed}")
         plt.close(fig)
     return written

@@ -43,6 +43,7 @@ RECORD_KEYS = {"key", "optimizer", "attack_size", "seed", "status", "overtrain",
                "function_hash", "function_errors_S", "seconds_train", "seconds_sharpness", "seconds_prior", "seconds"}
 
 
+@pytest.mark.slow
 def test_tiny_sweep_matches_single_runs(tmp_path, mnist, data_dir):
     """4 points (|A| ∈ {0, 25} × seeds {0, 1}) with reused compiled steps equal fresh `tfflat train` runs."""
     from tfflat.flatness import sharpness
@@ -105,6 +106,7 @@ def test_shards_cover_the_grid_exactly_once(tmp_path):
             sweep.parse_shard(bad)
 
 
+@pytest.mark.slow
 def test_failed_point_is_recorded_not_retried(tmp_path, mnist, data_dir):
     p = tmp_path / "f.toml"
     p.write_text((TINY.format(s=50, e=50, a=[25], seeds=[0], over=[0, 5]) + NO_MEASURE)
@@ -147,6 +149,7 @@ def _workers_of(out: Path) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and kill -9")
 def test_killed_sweep_resumes_without_loss_or_repeats(tmp_path, data_dir, capsys):
     """kill -9 of a 2-worker sweep mid-way (its workers die with it), then a rerun to the end."""
@@ -177,6 +180,7 @@ def test_killed_sweep_resumes_without_loss_or_repeats(tmp_path, data_dir, capsys
     assert out.read_text().startswith(first)                      # earlier records untouched
 
 
+@pytest.mark.slow
 def test_reused_adam_trainer_equals_a_fresh_run(tmp_path, mnist, data_dir):
     """Adam's moments and iteration count are reset between the points of one session."""
     from tfflat.experiments.session import Session

@@ -40,6 +40,7 @@ def read_events(directory):
     return out
 
 
+@pytest.mark.slow
 def test_temporal_run_with_rescaling(tmp_path, mnist, data_dir):
     p = tmp_path / "t.toml"
     p.write_text(CFG)
@@ -82,6 +83,7 @@ def test_temporal_run_with_rescaling(tmp_path, mnist, data_dir):
     assert len(runs.read_jsonl(out)) == n
 
 
+@pytest.mark.slow
 def test_rescaling_past_the_end_is_reported(tmp_path, mnist, data_dir, capsys):
     from tfflat_cli.main import main
 
