@@ -62,23 +62,6 @@ def ensure_dir(path) -> Path:
     return path
 
 
-def atomic_write(path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (never a half-written file)."""
-    path = Path(path)
-    ensure_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 @contextlib.contextmanager
 def atomic_open(path, mode: str = "w"):
     """A file handle to write ``path`` through a temporary file: ``path`` is replaced only if the
@@ -96,6 +79,12 @@ def atomic_open(path, mode: str = "w"):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write(path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (never a half-written file)."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
 
 
 def write_json(path, obj) -> None:

@@ -83,7 +83,7 @@ def test_tiny_sweep_matches_single_runs(tmp_path, mnist, data_dir):
     # a rerun does nothing; a different config refuses the file
     assert sweep.run(exp, out, task=mnist)["run"] == 0
     assert len(runs.read_jsonl(out)) == 8
-    other = config.load(tiny(tmp_path, seeds=(0, 2), name="other.toml"), data_dir=data_dir)
+    other = config.load(tiny(tmp_path, seeds=(0, 2), over=(0, 3), name="other.toml"), data_dir=data_dir)
     with pytest.raises(UserError, match=r"different config \(\[train\] seeds differs\)"):
         sweep.run(other, out, task=mnist)
 

@@ -186,6 +186,7 @@ def test_tilted_moments_match_truncated_normal_including_the_far_tail():
 
 def test_duplicates_scales_equal_labels(mnist_kernel):
     k, y = mnist_kernel
+    k, y = k[:100, :100], y[:100]
     base = ep_log_prior(k, y)
     idx = np.r_[np.arange(len(k)), np.arange(40)]                  # 40 exact duplicates: singular K
     dup = ep_log_prior(k[np.ix_(idx, idx)], y[idx])

@@ -7,6 +7,12 @@ measure Keskar sharpness with Table 1's Boolean settings and the Hessian spectra
 Beside the sampled log10 P(f), the GP approximation log10 P(f) from EP on the arc-cosine (NNGP)
 kernel of all 2ⁿ inputs (SPEC §5) is recorded.
 
+Caveat (measured, n = 7): SGD (lr 0.01, batch 32) reaches the constant functions after ~3 epochs at
+a loss ≈ 0.5, where sharpness is dominated by the gradient, while functions with a few exceptions
+take thousands of epochs and end at loss ≈ 0.005. So at the zero-error epoch the most probable
+functions look *sharpest*; ``overtrain`` (e.g. 2000 epochs) trains every network further first,
+and then they come out flattest, as in the paper's Fig. 2. The loss at measurement is in every row.
+
 Each finished function is appended to a JSON-lines file at once, so a stopped run resumes.
 """
 
