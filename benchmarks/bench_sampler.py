@@ -3,12 +3,13 @@
 n = 7, FCN 7-40-40-1, σw = 1, σb = 0.1: each sample draws 2001 Gaussian weights, evaluates all
 128 inputs (0.49 MFLOP) and counts its function. Baseline: the best plain numpy sampler we know —
 numpy's ziggurat normals (float32), stacked ``np.matmul`` per batch of 1000 networks, ``np.packbits``
-and ``np.unique`` for counting. tfflat: :func:`tfflat.boolean.sampler.sample` (in-graph SplitMix64 +
-Box–Muller weights, XLA + TF's batched GEMM, 64-bit packing, chunked counting), timed after a
-warm-up call that compiles it. Prints samples/s (wall), CPU-µs per sample, the ratio, the fraction
-of a float32 peak (``--peak``, GFLOPS) and the time 10⁸ samples would take. Run:
+and ``np.unique`` for counting. tfflat: :func:`tfflat.boolean.sampler.sample` (one XLA call per block of
+4096 networks: in-graph counter-based normals, cache-sized GEMM steps, in-graph bit packing; chunked
+counting overlapped with compute), timed after a warm-up call that compiles it. Prints samples/s
+(wall), CPU-µs per sample, the ratio, the fraction of a float32 peak (``--peak``, GFLOPS) and the
+time 10⁸ samples would take. Run:
 
-    python benchmarks/bench_sampler.py [--samples 200000] [--peak 200]
+    python benchmarks/bench_sampler.py [--samples 2000000] [--peak 200]
 
 On a shared machine wall-clock rates depend on the load; CPU time per sample is the steadier number.
 """
@@ -51,7 +52,7 @@ def timed(fn):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", type=int, default=200_000)
+    ap.add_argument("--samples", type=int, default=2_000_000)
     ap.add_argument("--baseline-samples", type=int, default=None, help="default: --samples / 4")
     ap.add_argument("--peak", type=float, default=200.0, help="float32 matmul peak of the machine, GFLOPS")
     args = ap.parse_args()

@@ -26,7 +26,7 @@ def _count(value: str, name: str) -> int:
 
 
 @click.command()
-@click.option("--samples", default="200000", show_default=True,
+@click.option("--samples", default=str(defaults.BOOLEAN_SAMPLES), show_default=True,
               help="Weight samples to draw (the paper: 1e8).")
 @click.option("--top", type=int, default=10, show_default=True,
               help="Train and measure the K most frequent functions (the paper: 1000; 0: sampling only).")

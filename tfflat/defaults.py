@@ -55,6 +55,7 @@ PAC_BAYES_DELTA = 0.05
 
 # §5.1 — Boolean system.
 BOOLEAN_BITS = 7
+BOOLEAN_SAMPLES = 10 ** 6           # `tfflat boolean` default: ~15 s of sampling on 2 cores
 BOOLEAN_PAPER_SAMPLES = 10 ** 8
 BOOLEAN_PAPER_TOP = 1000
 

@@ -73,23 +73,38 @@ def test_stream_is_standard_normal_and_uncorrelated():
     assert not np.allclose(a, S.reference_normals(4, 40, 10, 2001))
 
 
-@pytest.mark.parametrize("bits", [3, 7])
-def test_compiled_networks_equal_reference(bits):
-    net = S.network(bits, (40, 40), 1.0, 0.1, batch=S.default_batch(bits, (40, 40)))
-    got = net(11, 1000)[:64]
-    ref = S.pack(S.reference_functions(11, 1000, 64, bits))
+@pytest.mark.parametrize("bits,widths,batch,block", [(1, (3,), 4, 8), (3, (40, 40), 64, 128),
+                                                     (5, (7, 5, 6), 8, 16), (7, (40, 40), 32, 64)])
+def test_compiled_networks_equal_reference(bits, widths, batch, block):
+    net = S.network(bits, widths, 1.0, 0.1, batch=batch, block=block)
+    got = net(11, 1000)
+    assert got.shape == (block, S.n_words(bits))
+    ref = S.pack(S.reference_functions(11, 1000, block, bits, widths))
     # float32 vs float64: only a logit within ~1e-6 of 0 could flip a bit
     assert (got == ref).all(axis=1).mean() >= 0.98
 
 
 def test_compiled_normals_match_reference():
-    import tensorflow as tf
-
     net = S.network(7, (40, 40), 1.0, 0.1, batch=8)
-    key = tf.constant(np.uint64(S.stream_key(2)))
-    got = tf.function(net.parts["normals"], jit_compile=True)(tf.constant(5, tf.int64), key).numpy()
+    got = net.normals(2, 5)
     ref = S.reference_normals(2, 5, 8, S.normals_per_sample(7, (40, 40)))
     np.testing.assert_allclose(got, ref, atol=2e-5, rtol=1e-5)
+
+
+def test_sample_keys_distinct_and_halves_independent():
+    k = S.sample_keys(0, 0, 200000)
+    assert len(np.unique(k)) == len(k)
+    lo, hi = (k & np.uint64(0xFFFFFFFF)).astype(np.float64), (k >> np.uint64(32)).astype(np.float64)
+    assert abs(np.corrcoef(lo, hi)[0, 1]) < 0.01
+    # two samples whose keys share the low half (~5 such pairs per 2·10⁵) still get unrelated normals
+    lo = k & np.uint64(0xFFFFFFFF)
+    order = np.argsort(lo, kind="stable")
+    same = np.flatnonzero(lo[order][1:] == lo[order][:-1])
+    assert len(same)
+    a, b = order[same[0]], order[same[0] + 1]
+    za, zb = S.reference_normals(0, int(a), 1, 2001)[0], S.reference_normals(0, int(b), 1, 2001)[0]
+    assert abs(np.corrcoef(za, zb)[0, 1]) < 4 / np.sqrt(2001)
+    assert stats.kstest(za, "norm").pvalue > 1e-3 and stats.kstest(zb, "norm").pvalue > 1e-3
 
 
 # ---- frequencies agree with an independent sampler ------------------------------------------

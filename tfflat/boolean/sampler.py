@@ -4,13 +4,14 @@ Draw the weights of an n-bit ReLU FCN from the initialisation distribution
 (W ~ N(0, σw²/fan_in), b ~ N(0, σb²)), evaluate it on all 2ⁿ inputs, and count how often each
 function f : {0,1}ⁿ → {0,1} (label 1 iff logit ≥ 0) comes out. P(f) ≈ count / samples.
 
-Speed: everything for a batch of networks happens in compiled TensorFlow. The Gaussian weights are
-made in-graph from a counter-based generator (SplitMix64, Steele et al. 2014, on the counter
-``sample index × words per sample + word``) and the Box–Muller transform, so sample ``s`` has the
-same weights however the run is batched, chunked, threaded or interrupted: a resumed run gives the
-table of an uninterrupted one. Each network's 2ⁿ output bits are packed in-graph into 64-bit words
-(word w, bit j = f(x_{64w+j})); counting is numpy ``unique`` per chunk of samples. Each finished
-chunk's table is written atomically to ``STATE/chunks/`` so a stopped run resumes there.
+Speed: one XLA call evaluates a block of networks in a loop of cache-sized steps; the Gaussian
+weights are made in-graph from a counter-based stream (a SplitMix64 key per sample, Steele et al.
+2014, then a low-bias 32-bit mixer per weight and Box–Muller; :func:`reference_normals`), so sample
+``s`` has the same weights however the run is batched, chunked, threaded or interrupted: a resumed
+run gives the table of an uninterrupted one. Each network's 2ⁿ output bits are packed in-graph
+into 64-bit words (word w, bit j = f(x_{64w+j})); counting is numpy ``unique`` per chunk of
+samples, while the thread pool computes the next blocks. Each finished chunk's table is written
+atomically to ``STATE/chunks/`` so a stopped run resumes there.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ from tfflat import defaults
 from tfflat.errors import UserError
 
 MAX_BITS = 20
-RNG = "splitmix64+box-muller/1"     # recorded with the state; change it if the weight stream changes
-_GAMMA = 0x9E3779B97F4A7C15
-_M1, _M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+RNG = "splitmix64+mix32+box-muller/2"     # recorded with the state; change it if the weight stream changes
+_GAMMA, _GAMMA32 = 0x9E3779B97F4A7C15, 0x9E3779B9     # golden-ratio increments
 _MASK = (1 << 64) - 1
+# xorshift-multiply mixers (dtype, shifts, multipliers): SplitMix64's finaliser (Steele et al. 2014)
+# and the low-bias 32-bit mixer of Wellons' hash-prospector; both are bijections
+SPLITMIX64 = (np.uint64, (30, 27, 31), (0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+LOWBIAS32 = (np.uint32, (16, 15, 15), (0x21F0AAAD, 0x735A2D97))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,17 +115,26 @@ def merge(tables) -> tuple[np.ndarray, np.ndarray]:
 # the weight stream
 
 
-def _mix64_np(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, np.uint64)
+def _mix_np(x, spec) -> np.ndarray:
+    """Xorshift-multiply mixer ``spec``: x ← (x ⊕ x ≫ s)·m for each (s, m), then x ⊕ x ≫ s_last."""
+    (dtype, shifts, mults) = spec
+    x = np.asarray(x, dtype)
     with np.errstate(over="ignore"):
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
-    return z ^ (z >> np.uint64(31))
+        for sh, m in zip(shifts, mults):
+            x = (x ^ (x >> dtype(sh))) * dtype(m)
+    return x ^ (x >> dtype(shifts[-1]))
 
 
 def stream_key(seed: int) -> int:
     """The 64-bit key of a seed's weight stream (seeds are any integers)."""
-    return int(_mix64_np(np.uint64((int(seed) * _GAMMA) & _MASK) ^ np.uint64(0x5DEECE66D)))
+    return int(_mix_np(np.uint64((int(seed) * _GAMMA) & _MASK) ^ np.uint64(0x5DEECE66D), SPLITMIX64))
+
+
+def sample_keys(seed: int, start: int, count: int) -> np.ndarray:
+    """The 64-bit keys of samples ``start … start+count-1``: SplitMix64 outputs, all distinct."""
+    idx = np.arange(start, start + count, dtype=np.uint64) + np.uint64(1)
+    with np.errstate(over="ignore"):
+        return _mix_np(np.uint64(stream_key(seed)) + idx * np.uint64(_GAMMA), SPLITMIX64)
 
 
 def layer_sizes(bits: int, widths) -> list[tuple[int, int]]:
@@ -138,24 +151,22 @@ def reference_normals(seed: int, start: int, count: int, per_sample: int) -> np.
     """The stream's standard normals for samples ``start … start+count-1`` in float64 numpy,
     shape (count, per_sample): the definition the compiled sampler is tested against.
 
-    Sample s owns SplitMix64 outputs s·q … s·q+q−1 (q = ⌈per_sample/2⌉); output i is
-    x = mix64(key + (i+1)·γ). Each x is one Box–Muller pair (r cos θ, r sin θ): the low 32 bits
-    give r = √(−2 ln u), u = (lo + ½)/2³²; the high 32 bits give θ uniform on the circle as an angle
-    in [0, π/4) (21 bits) mapped by one of the 8 symmetries of the square (3 bits: swap the pair,
-    negate the first, negate the second). The q first members come first, then the q second ones."""
-    q = (per_sample + 1) // 2
-    idx = (np.arange(start * q, (start + count) * q, dtype=np.uint64) + np.uint64(1))
+    Sample s has the 64-bit key K = (lo, hi) of :func:`sample_keys`; its normal j (j = 1 …) takes two
+    32-bit words from a low-bias 32-bit mixer (Wellons' hash-prospector, a bijection):
+    a = mix(lo + j·γ₃₂), b = mix(a ⊕ hi), c = mix(b + hi). Box–Muller: r = √(−2 ln u) with
+    u = (⌊b/2⌋ + ½)·2⁻³¹, and z = ±r·cos(πv/2) with v = ⌊c/2⁸⌋·2⁻²⁴ and the sign from c's low
+    bit (|cos Θ| for Θ uniform on the circle is distributed as cos(πv/2); the sign is a fair coin)."""
+    keys = sample_keys(seed, start, count)
+    lo = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)[:, None]
+    hi = (keys >> np.uint64(32)).astype(np.uint32)[:, None]
+    j = np.arange(1, per_sample + 1, dtype=np.uint32)[None, :]
     with np.errstate(over="ignore"):
-        x = _mix64_np(np.uint64(stream_key(seed)) + idx * np.uint64(_GAMMA))
-    lo = (x & np.uint64(0xFFFFFFFF)).astype(np.float64)
-    hi = (x >> np.uint64(32)).astype(np.uint64)
-    r = np.sqrt(-2.0 * np.log((lo + 0.5) * 2.0 ** -32))
-    angle = (hi >> np.uint64(11)).astype(np.float64) * (np.pi / 4 * 2.0 ** -21)
-    swap = (hi & np.uint64(1)).astype(bool)
-    a = np.where(swap, np.sin(angle), np.cos(angle)) * np.where(hi & np.uint64(2), -1.0, 1.0)
-    b = np.where(swap, np.cos(angle), np.sin(angle)) * np.where(hi & np.uint64(4), -1.0, 1.0)
-    z = np.concatenate([(r * a).reshape(count, q), (r * b).reshape(count, q)], axis=1)
-    return z[:, :per_sample]
+        a = _mix_np(lo + j * np.uint32(_GAMMA32), LOWBIAS32)
+        b = _mix_np(a ^ hi, LOWBIAS32)
+        c = _mix_np(b + hi, LOWBIAS32)
+    r = np.sqrt(-2.0 * np.log(((b >> np.uint32(1)).astype(np.float64) + 0.5) * 2.0 ** -31))
+    v = (c >> np.uint32(8)).astype(np.float64) * 2.0 ** -24
+    return r * np.cos(np.pi / 2 * v) * np.where(c & np.uint32(1), -1.0, 1.0)
 
 
 def split_weights(z, bits: int, widths, sigma_w: float, sigma_b: float, reshape=np.reshape):
@@ -163,11 +174,14 @@ def split_weights(z, bits: int, widths, sigma_w: float, sigma_b: float, reshape=
     unit j's incoming weights (σw/√fan_in · N(0,1)) followed by its bias (σb · N(0,1))."""
     out, at = [], 0
     for fan_in, fan_out in layer_sizes(bits, widths):
-        scale = np.array([sigma_w / math.sqrt(fan_in)] * fan_in + [sigma_b], np.float32)
-        g = reshape(z[:, at:at + fan_out * (fan_in + 1)], (-1, fan_out, fan_in + 1)) * scale
+        g = reshape(z[:, at:at + fan_out * (fan_in + 1)], (-1, fan_out, fan_in + 1)) * _scale(fan_in, sigma_w, sigma_b)
         at += fan_out * (fan_in + 1)
         out.append(g)
     return out
+
+
+def _scale(fan_in: int, sigma_w: float, sigma_b: float) -> np.ndarray:
+    return np.array([sigma_w / math.sqrt(fan_in)] * fan_in + [sigma_b], np.float32)
 
 
 def reference_functions(seed: int, start: int, count: int, bits: int, widths=(40, 40),
@@ -185,112 +199,146 @@ def reference_functions(seed: int, start: int, count: int, bits: int, widths=(40
     return (h[..., 0] >= 0).astype(np.uint8)
 
 
-class _Network:
-    """Compiled evaluation of ``batch`` random networks on all 2ⁿ inputs → packed words.
+# float32 kernels of the compiled stream: ln x (Cephes logf, |relative error| < 1e-7, no division so
+# each layer's normals stay one fused, vectorised loop) and cos(πv/2) (Taylor to v¹⁴, error < 2e-10)
+_LOG_P = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+          -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1)
+_COS_P = tuple((-1) ** k * (math.pi / 2) ** (2 * k) / math.factorial(2 * k) for k in range(7, -1, -1))
 
-    Three calls per batch: (1, XLA) the weights from the stream and the first layer's activations,
-    (2, TF's batched GEMM, faster than XLA's on CPU) each further hidden layer, (3, XLA) the output
-    layer, the sign and the bit packing. Layouts are (network, unit, input) throughout; each
-    layer's last row of activations is a constant 1 that carries the next layer's biases.
+
+class _Network:
+    """One compiled XLA call evaluates ``block`` random networks on all 2ⁿ inputs → packed words.
+
+    Inside, a loop over steps of ``batch`` networks keeps every intermediate in cache (this machine
+    has ~9 GB/s of memory bandwidth but ~40 GB/s from cache): the step's per-layer normals (one fused
+    loop each), layer 1 as one GEMM (B·w₁, n+1) × (n+1, 2ⁿ), the hidden layers as batched GEMMs
+    (B, w, w'+1) × (B, w'+1, 2ⁿ) whose last activation row is a constant 1 that carries the biases,
+    the output unit as w fused multiply-adds, the sign, and the bit packing. Layouts are (network,
+    unit, input); only 2ⁿ bits per network leave the loop.
     """
 
-    def __init__(self, bits: int, widths, sigma_w: float, sigma_b: float, batch: int):
+    def __init__(self, bits: int, widths, sigma_w: float, sigma_b: float, batch: int, block: int):
         import tensorflow as tf
 
         from tfflat.data import boolean_inputs
 
-        self.batch, self.words = batch, n_words(bits)
-        per = normals_per_sample(bits, widths)
-        q = (per + 1) // 2
-        u64 = lambda v: tf.constant(np.uint64(v))      # noqa: E731
-        gamma, m1, m2 = u64(_GAMMA), u64(_M1), u64(_M2)
-        nout = 2 ** bits
-        n32 = max(nout, 32) // 32
+        if block % batch:
+            raise ValueError("block must be a multiple of batch")
+        self.batch, self.block, self.words = batch, block, n_words(bits)
+        self.bits, self.widths = bits, tuple(widths)
+        sizes = layer_sizes(bits, widths)
+        nout, n32 = 2 ** bits, max(2 ** bits, 32) // 32
+        steps = block // batch
         shifts = tf.constant(np.arange(32, dtype=np.uint32))
-        x_aug = np.concatenate([boolean_inputs(bits), np.ones((nout, 1), np.float32)], 1).T   # (n+1, 2ⁿ)
-        s1, s2, s3 = -1.6666654611e-1, 8.3321608736e-3, -1.9515295891e-4
-        c1, c2, c3 = 4.166664568298827e-2, -1.388731625493765e-3, 2.443315711809948e-5
+        x_aug = tf.constant(np.concatenate([boolean_inputs(bits), np.ones((nout, 1), np.float32)], 1).T)
+        const = tf.constant
+        u32 = lambda v: const(np.uint32(v))            # noqa: E731
+        u64 = lambda v: const(np.uint64(v))            # noqa: E731
 
-        def normals(start, key):
-            """(batch, per) standard normals of samples start…; see :func:`reference_normals`."""
-            idx = tf.cast(start, tf.uint64) * q + tf.cast(tf.range(batch * q, dtype=tf.int64), tf.uint64) + 1
-            z = key + idx * gamma
-            z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, u64(30))) * m1
-            z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, u64(27))) * m2
-            z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, u64(31)))
+        def mix(x, spec):
+            """:func:`_mix_np` in graph."""
+            dtype, shifts, mults = spec
+            for sh, m in zip(shifts, mults):
+                x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, const(dtype(sh)))) * const(dtype(m))
+            return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, const(dtype(shifts[-1]))))
+
+        def poly(coef, x):
+            p = coef[0]
+            for c in coef[1:]:
+                p = p * x + c
+            return p
+
+        def log(x):
+            """ln x for normal float32 x > 0: x = 2^e·m, m ∈ [√½, √2), ln m by Cephes' polynomial."""
+            i = tf.bitcast(x, tf.int32)
+            e = tf.bitwise.right_shift(i - 0x3F3504F3, 23)
+            f = tf.bitcast(i - tf.bitwise.left_shift(e, 23), tf.float32) - 1.0
+            z = f * f
+            return f + (f * z * poly(_LOG_P, f) - 0.5 * z) + tf.cast(e, tf.float32) * math.log(2)
+
+        def keys(start, key):
+            """(lo, hi) 32-bit halves of the keys of samples start … start+batch−1 (sample_keys)."""
+            idx = tf.cast(start + tf.range(batch, dtype=tf.int64) + 1, tf.uint64)
+            z = mix(key + idx * u64(_GAMMA), SPLITMIX64)
             lo = tf.cast(tf.bitwise.bitwise_and(z, u64(0xFFFFFFFF)), tf.uint32)
-            hi = tf.cast(tf.bitwise.right_shift(z, u64(32)), tf.uint32)
-            r = tf.sqrt(-2.0 * tf.math.log((tf.cast(lo, tf.float32) + 0.5) * 2.0 ** -32))
-            # sin, cos on [0, π/4): Cephes sinf/cosf minimax polynomials (|error| < 1e-7); XLA's own
-            # sin and cos are several times slower here
-            x = tf.cast(tf.bitwise.right_shift(hi, 11), tf.float32) * (math.pi / 4 * 2.0 ** -21)
-            x2 = x * x
-            sin = x + x * x2 * (s1 + x2 * (s2 + x2 * s3))
-            cos = 1.0 - 0.5 * x2 + x2 * x2 * (c1 + x2 * (c2 + x2 * c3))
-            swap = tf.bitwise.bitwise_and(hi, 1) > 0
-            sign_a = tf.bitwise.left_shift(tf.bitwise.bitwise_and(hi, 2), 30)    # bit 1 → sign bit
-            sign_b = tf.bitwise.left_shift(tf.bitwise.bitwise_and(hi, 4), 29)    # bit 2 → sign bit
-            a = tf.bitcast(tf.bitwise.bitwise_xor(tf.bitcast(r * tf.where(swap, sin, cos), tf.uint32), sign_a),
-                           tf.float32)
-            b = tf.bitcast(tf.bitwise.bitwise_xor(tf.bitcast(r * tf.where(swap, cos, sin), tf.uint32), sign_b),
-                           tf.float32)
-            return tf.concat([tf.reshape(a, [batch, q]), tf.reshape(b, [batch, q])], axis=1)[:, :per]
+            return lo[:, None], tf.cast(tf.bitwise.right_shift(z, u64(32)), tf.uint32)[:, None]
 
-        def first(start, key):
-            g1, *rest = split_weights(normals(start, key), bits, widths, sigma_w, sigma_b, tf.reshape)
-            # layer 1 on all inputs: n+1 broadcast multiply-adds (XLA's batched dot is slow on CPU)
-            u = g1[:, :, :1] * x_aug[0]
-            for t in range(1, bits + 1):
-                u = u + g1[:, :, t:t + 1] * x_aug[t]
-            return [augment(u)] + rest
+        def normals(lo, hi, at, n):
+            """Normals at + 1 … at + n of each sample: (batch, n), see :func:`reference_normals`."""
+            j = tf.cast(tf.range(at + 1, at + n + 1), tf.uint32)[None, :]
+            a = mix(lo + j * u32(_GAMMA32), LOWBIAS32)
+            b = mix(tf.bitwise.bitwise_xor(a, hi), LOWBIAS32)
+            c = mix(b + hi, LOWBIAS32)
+            u = (tf.cast(tf.bitcast(tf.bitwise.right_shift(b, u32(1)), tf.int32), tf.float32) + 0.5) * 2.0 ** -31
+            v = tf.cast(tf.bitcast(tf.bitwise.right_shift(c, u32(8)), tf.int32), tf.float32) * 2.0 ** -24
+            z = tf.sqrt(-2.0 * log(u)) * poly(_COS_P, v * v)
+            sign = tf.bitwise.left_shift(tf.bitwise.bitwise_and(c, u32(1)), u32(31))
+            return tf.bitcast(tf.bitwise.bitwise_xor(tf.bitcast(z, tf.uint32), sign), tf.float32)
 
-        def augment(u):
-            """relu, and a row of ones that carries the next layer's biases."""
-            return tf.concat([tf.nn.relu(u), tf.ones_like(u[:, :1, :])], axis=1)
+        def layers(start, key):
+            lo, hi = keys(start, key)
+            out, at = [], 0
+            for fan_in, fan_out in sizes:
+                n = fan_out * (fan_in + 1)
+                scale = np.tile(_scale(fan_in, sigma_w, sigma_b), fan_out)      # scaled flat: one vector loop
+                out.append(tf.reshape(normals(lo, hi, at, n) * scale, [batch, fan_out, fan_in + 1]))
+                at += n
+            return out
 
-        def head(u, g):
-            """u: (B, width, 2ⁿ) last hidden pre-activations; g: (B, 1, width + 1) output weights."""
-            z = g[:, 0, -1:]
+        def step(start, key):
+            g_first, *hidden, g_out = layers(start, key)
+            w = g_first.shape[1]
+            u = tf.reshape(tf.matmul(tf.reshape(g_first, [batch * w, bits + 1]), x_aug), [batch, w, nout])
+            for g in hidden:
+                u = tf.matmul(g, tf.concat([tf.nn.relu(u), tf.ones_like(u[:, :1, :])], axis=1))
+            z = g_out[:, 0, -1:]
             for j in range(u.shape[1]):
-                z = z + tf.nn.relu(u[:, j, :]) * g[:, 0, j:j + 1]
+                z = z + tf.nn.relu(u[:, j, :]) * g_out[:, 0, j:j + 1]
             f = tf.cast(z >= 0, tf.uint32)
             if n32 * 32 > nout:
                 f = tf.pad(f, [[0, 0], [0, n32 * 32 - nout]])
-            w32 = tf.reduce_sum(tf.bitwise.left_shift(tf.reshape(f, [batch, n32, 32]), shifts), axis=2)
-            return tf.pad(w32, [[0, 0], [0, 1]]) if n32 == 1 else w32          # disjoint bits: sum = or
+            return tf.reduce_sum(tf.bitwise.left_shift(tf.reshape(f, [batch, n32, 32]), shifts), axis=2)
 
-        first_c = tf.function(first, jit_compile=True)
-        augment_c = tf.function(augment, jit_compile=True)
-        head_c = tf.function(head, jit_compile=True)
-
-        @tf.function
+        @tf.function(jit_compile=True)
         def run(start, key):
-            a, *hidden, g_out = first_c(start, key)
-            if not hidden:                       # one hidden layer: undo the relu-and-ones step
-                return head_c(a[:, :-1, :], g_out)
-            for i, g in enumerate(hidden):
-                u = tf.matmul(g, a)              # (B, w, w_prev + 1) @ (B, w_prev + 1, 2ⁿ)
-                if i < len(hidden) - 1:
-                    a = augment_c(u)
-            return head_c(u, g_out)
+            ta = tf.TensorArray(tf.uint32, size=steps, element_shape=[batch, n32])
 
-        self._run = run
-        self.parts = {"first": first_c, "head": head_c, "normals": normals}   # for the benchmark
+            def body(i, ta):
+                return i + 1, ta.write(i, step(start + tf.cast(i, tf.int64) * batch, key))
 
-    def __call__(self, seed: int, start: int) -> np.ndarray:
-        """Packed functions of samples ``start … start+batch-1`` of ``seed``: (batch, n_words) uint64."""
+            _, ta = tf.while_loop(lambda i, _: i < steps, body, [tf.constant(0), ta])
+            w32 = tf.reshape(ta.stack(), [block, n32])
+            return tf.pad(w32, [[0, 0], [0, 1]]) if n32 == 1 else w32        # disjoint bits: sum = or
+
+        @tf.function(jit_compile=True)
+        def all_normals(start, key):
+            lo, hi = keys(start, key)
+            return normals(lo, hi, 0, normals_per_sample(bits, widths))
+
+        self._run, self._normals = run, all_normals
+
+    @staticmethod
+    def _args(seed: int, start: int):
         import tensorflow as tf
 
-        w32 = self._run(tf.constant(start, tf.int64), tf.constant(np.uint64(stream_key(seed)))).numpy()
-        return np.ascontiguousarray(w32).view("<u4").view("<u8").reshape(self.batch, self.words)
+        return tf.constant(start, tf.int64), tf.constant(np.uint64(stream_key(seed)))
+
+    def __call__(self, seed: int, start: int) -> np.ndarray:
+        """Packed functions of samples ``start … start+block-1`` of ``seed``: (block, n_words) uint64."""
+        w32 = self._run(*self._args(seed, start)).numpy()
+        return np.ascontiguousarray(w32).view("<u4").view("<u8").reshape(self.block, self.words)
+
+    def normals(self, seed: int, start: int) -> np.ndarray:
+        """The compiled stream's unscaled normals of samples ``start … start+batch-1`` (for tests)."""
+        return self._normals(*self._args(seed, start)).numpy()
 
 
 _NETWORKS: dict = {}
 
 
-def network(bits: int, widths, sigma_w: float, sigma_b: float, batch: int) -> _Network:
+def network(bits: int, widths, sigma_w: float, sigma_b: float, batch: int, block: int | None = None) -> _Network:
     """The compiled evaluator for these settings (kept, so a process compiles each one once)."""
-    key = (int(bits), tuple(int(w) for w in widths), float(sigma_w), float(sigma_b), int(batch))
+    key = (int(bits), tuple(int(w) for w in widths), float(sigma_w), float(sigma_b), int(batch), int(block or batch))
     if key not in _NETWORKS:
         if len(_NETWORKS) >= 8:
             _NETWORKS.pop(next(iter(_NETWORKS)))
@@ -352,9 +400,16 @@ def check_settings(bits: int, samples: int, widths=(40, 40), sigma_w: float = 1.
 
 
 def default_batch(bits: int, widths) -> int:
-    """Networks per compiled call: ~16 MB of activations per layer in flight, a power of 2 ≤ 512."""
+    """Networks per step of the compiled loop: ~1 MB of activations per layer (cache-resident),
+    a power of 2 ≤ 64."""
     per = 2 ** bits * (max(widths) + 1) * 4
-    return 2 ** max(0, min(9, int(math.log2(max(1, 2 ** 24 // per)))))
+    return 2 ** max(0, min(6, int(math.log2(max(1, 2 ** 20 // per)))))
+
+
+def default_block(bits: int, widths, batch: int) -> int:
+    """Networks per compiled call: a multiple of ``batch`` worth ~2.5 GFLOP (tens of ms), ≤ 8192."""
+    flop = 2 * 2 ** bits * sum((i + 1) * o for i, o in layer_sizes(bits, widths))
+    return batch * 2 ** max(0, min(int(math.log2(8192 // batch)), int(math.log2(max(1, 2.5e9 / (flop * batch))))))
 
 
 def sample(samples: int, bits: int = defaults.BOOLEAN_BITS, widths=(40, 40), sigma_w: float | None = None,
@@ -371,12 +426,12 @@ def sample(samples: int, bits: int = defaults.BOOLEAN_BITS, widths=(40, 40), sig
       seed: the weight stream; sample s of a seed is the same network in every run.
       state_dir: where finished chunks are kept (``state_dir/chunks/*.npz`` + ``state.json``); a run
         with the same settings resumes from them. ``None``: keep nothing.
-      chunk: samples per chunk (the unit of checkpointing and counting).
-      batch: networks per compiled call (default :func:`default_batch`).
-      threads: concurrent compiled calls (default: the number of CPUs, at most 4).
-      progress: ``progress(samples_done, samples)`` after every batch.
+      chunk: samples per chunk (the unit of checkpointing and counting; rounded to whole blocks).
+      batch: networks per step of the compiled loop (default :func:`default_batch`).
+      threads: concurrent compiled calls (default: the number of CPUs).
+      progress: ``progress(samples_done, samples)`` after every compiled call.
     Returns:
-      :class:`Table`, most frequent function first.
+      :class:`Table`, most frequent function first. ``seconds`` is wall-clock time.
     """
     from tfflat import runs
 
@@ -385,7 +440,8 @@ def sample(samples: int, bits: int = defaults.BOOLEAN_BITS, widths=(40, 40), sig
     widths = tuple(int(w) for w in widths)
     check_settings(bits, samples, widths, sigma_w, sigma_b)
     batch = int(batch or default_batch(bits, widths))
-    chunk = max(batch, int(chunk) // batch * batch)
+    block = min(default_block(bits, widths, batch), max(batch, int(chunk) // batch * batch))
+    chunk = max(block, int(chunk) // block * block)
     config = {"bits": int(bits), "widths": list(widths), "sigma_w": sigma_w, "sigma_b": sigma_b,
               "seed": int(seed), "generator": RNG, "chunk": chunk}
     done = {}
@@ -413,32 +469,58 @@ def sample(samples: int, bits: int = defaults.BOOLEAN_BITS, widths=(40, 40), sig
                 seconds += float(z["seconds"])
         else:
             todo.append((lo, hi, name))
-    finished = sum(hi - lo for lo, hi in plan) - sum(hi - lo for lo, hi, _ in todo)
+    finished = samples - sum(hi - lo for lo, hi, _ in todo)
     if progress:
         progress(finished, samples)
     if todo:
-        net = network(bits, widths, sigma_w, sigma_b, batch)
-        threads = int(threads or min(4, os.cpu_count() or 1))
-        with ThreadPoolExecutor(threads) as pool:
-            for lo, hi, name in todo:
-                t0 = time.perf_counter()
-                parts, pending = [], [pool.submit(net, seed, s) for s in range(lo, hi, batch)]
-                for i, fut in enumerate(pending):
-                    parts.append(fut.result())
-                    if progress:
-                        progress(finished + min((i + 1) * batch, hi - lo), samples)
-                keys, counts = count_rows(np.concatenate(parts)[:hi - lo])
-                dt = time.perf_counter() - t0
-                seconds += dt
-                finished += hi - lo
-                tables.append((keys, counts))
-                if state_dir is not None:
-                    _save_chunk(state_dir / "chunks" / f"{name}.npz", keys, counts, dt)
+        net = network(bits, widths, sigma_w, sigma_b, batch, block)
+        for (lo, hi, name), keys, counts, dt in _chunks(net, seed, todo, threads, progress, finished, samples):
+            seconds += dt
+            tables.append((keys, counts))
+            if state_dir is not None:
+                _save_chunk(state_dir / "chunks" / f"{name}.npz", keys, counts, dt)
     keys, counts = merge(tables)
     if len(counts) == 0:
         keys = np.zeros((0, n_words(bits)), np.uint64)
     order = np.argsort(-counts, kind="stable")
     return Table(int(bits), int(samples), keys[order], counts[order], seconds, config)
+
+
+def _chunks(net: _Network, seed: int, todo, threads, progress, finished: int, samples: int):
+    """Yield ((lo, hi, name), keys, counts, wall seconds) per chunk of ``todo``, in order, while the
+    thread pool already evaluates the next blocks (the compiled calls release the GIL)."""
+    from collections import deque
+
+    threads = int(threads or os.cpu_count() or 1)
+    blocks = iter([(c, s) for c, (lo, hi, _) in enumerate(todo) for s in range(lo, hi, net.block)])
+    pool = ThreadPoolExecutor(threads)
+    pending: deque = deque()
+
+    def refill():
+        while len(pending) < 2 * threads:
+            nxt = next(blocks, None)
+            if nxt is None:
+                return
+            pending.append((nxt, pool.submit(net, seed, nxt[1])))
+
+    try:
+        refill()
+        t0 = time.perf_counter()
+        for c, (lo, hi, name) in enumerate(todo):
+            parts = []
+            while pending and pending[0][0][0] == c:
+                (_, start), fut = pending.popleft()
+                parts.append(fut.result()[:hi - start])
+                refill()
+                finished += len(parts[-1])
+                if progress:
+                    progress(finished, samples)
+            keys, counts = count_rows(np.concatenate(parts))
+            t1 = time.perf_counter()
+            yield (lo, hi, name), keys, counts, t1 - t0
+            t0 = t1
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _save_chunk(path: Path, keys, counts, seconds: float) -> None:
