@@ -96,6 +96,7 @@ def boolean(samples, top, seed, bits, min_count, overtrain, likelihood, out, no_
         lines.append(f"top {summary['top']} functions: {summary['top_table']} "
                      f"({summary['zero_error']} reached zero error)")
         for name, label in (("log10_prior~log10_sharpness", "log10 P(f) vs log10 sharpness"),
+                            ("log10_prior~log10_corner_sharpness", "log10 P(f) vs log10 corner sharpness"),
                             ("log10_prior~log10_spectral_norm", "log10 P(f) vs log10 ‖H‖"),
                             ("log10_sharpness~log10_spectral_norm", "log10 sharpness vs log10 ‖H‖"),
                             ("log10_prior~log10_prior_ep", "log10 P(f) sampled vs EP")):

@@ -20,6 +20,8 @@ def test_measure_trains_to_f_and_resumes(tmp_path):
         assert r["zero_error_epoch"] is not None
         assert r["sharpness"] > 0 and r["spectral_norm"] > 0
         assert math.isclose(r["log10_sharpness"], math.log10(r["sharpness"]))
+        assert r["corner_sharpness"] > 0
+        assert math.isclose(r["log10_corner_sharpness"], math.log10(r["corner_sharpness"]))
         assert r["log10_prior_ep"] < 0
     # EP on the NNGP kernel: the constant function is the more probable one, by a margin
     assert rows[0]["log10_prior_ep"] > rows[1]["log10_prior_ep"] + 0.5
@@ -49,18 +51,19 @@ def test_correlations_and_figures(tmp_path):
     rng = np.random.default_rng(0)
     logp = -np.sort(rng.uniform(1, 4, 12))
     rows = [{"rank": i + 1, "function": f"{i:02x}", "log10_prior": p, "log10_sharpness": -p + rng.normal(0, .1),
-             "log10_spectral_norm": -2 * p, "log10_prior_ep": p + 0.2, "loss": 0.01}
+             "log10_corner_sharpness": -p, "log10_spectral_norm": -2 * p, "log10_prior_ep": p + 0.2, "loss": 0.01}
             for i, p in enumerate(logp)]
     c = top.correlations(rows)
     assert c["log10_prior~log10_spectral_norm"]["pearson_r"] == pytest.approx(-1.0)
     assert c["log10_prior~log10_prior_ep"]["spearman_rho"] == pytest.approx(1.0)
     assert c["log10_prior~log10_sharpness"]["n"] == 12
+    assert c["log10_prior~log10_corner_sharpness"]["pearson_r"] == pytest.approx(-1.0)
     top.write_csv(tmp_path / plots.TOP, rows)
     runs.write_json(tmp_path / plots.SUMMARY, {"bits": 3, "widths": [40, 40], "samples": 100})
     written = plots.plot_boolean(tmp_path)
     names = {p.name for p in written}
-    assert {"fig2_prior_vs_flatness.png", "figS7_sharpness_vs_hessian.pdf", "figS8_prior_vs_hessian.png",
-            "ep_vs_sampled.png"} <= names
+    assert {"fig2_prior_vs_flatness.png", "fig2_prior_vs_corner_flatness.png", "figS7_sharpness_vs_hessian.pdf",
+            "figS8_prior_vs_hessian.png", "ep_vs_sampled.png"} <= names
     assert all(p.stat().st_size > 1000 for p in written)
     back = plots.read_top(tmp_path / plots.TOP)
-    np.testing.assert_allclose(top.column(back, "log10_prior"), logp, rtol=1e-5)
+    np.testing.assert_array_equal(top.column(back, "log10_prior"), logp)      # the CSV is lossless

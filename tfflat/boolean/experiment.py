@@ -21,8 +21,8 @@ SAMPLING_DIR, TOP_ROWS = "sampling", "top.jsonl"
 
 
 def run(out, samples: int = defaults.BOOLEAN_SAMPLES, top: int = 10, seed: int = 0,
-        bits: int = defaults.BOOLEAN_BITS, min_count: int = 1, widths=(40, 40), overtrain: int = 0, likelihood: str = "heaviside",
-        figures: bool = True, sample_progress: Callable | None = None,
+        bits: int = defaults.BOOLEAN_BITS, min_count: int = 1, widths=(40, 40), overtrain: int = 0,
+        likelihood: str = "heaviside", figures: bool = True, sample_progress: Callable | None = None,
         top_progress: Callable | None = None) -> dict:
     """Sample ``samples`` networks, write the table, measure the ``top`` most frequent functions.
 

@@ -63,6 +63,8 @@ def plot_boolean(out_dir, fig_dir=None) -> list[Path]:
     panels = [
         ("fig2_prior_vs_flatness", "log10_prior", "log10_sharpness", r"$\log_{10} P(f)$ (sampled)",
          r"$-\log_{10}(\mathrm{sharpness})$", (1, -1)),
+        ("fig2_prior_vs_corner_flatness", "log10_prior", "log10_corner_sharpness", r"$\log_{10} P(f)$ (sampled)",
+         r"$-\log_{10}(\mathrm{sharpness})$ at the first-order corner", (1, -1)),
         ("figS7_sharpness_vs_hessian", "log10_sharpness", "log10_spectral_norm", r"$-\log_{10}(\mathrm{sharpness})$",
          r"$-\log_{10}\|\nabla^2 L\|$", (-1, -1)),
         ("figS8_prior_vs_hessian", "log10_prior", "log10_spectral_norm", r"$\log_{10} P(f)$ (sampled)",
