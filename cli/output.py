@@ -20,16 +20,19 @@ class Progress:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self.t0 = time.perf_counter()
         self.last = 0.0
+        self.first = None          # done at the first update: work resumed from disk is not in the rate
 
     def update(self, done: int, info: str = "") -> None:
         if not self.enabled:
             return
+        if self.first is None:
+            self.first = done
         now = time.perf_counter()
         if now - self.last < 0.1 and (self.total is None or done < self.total):
             return
         self.last = now
         elapsed = now - self.t0
-        rate = done / elapsed if elapsed > 0 else 0.0
+        rate = (done - self.first) / elapsed if elapsed > 0 else 0.0
         if self.total:
             eta = (self.total - done) / rate if rate > 0 else float("inf")
             bar = "#" * int(20 * done / self.total)
