@@ -4,8 +4,9 @@ n = 7, FCN 7-40-40-1, σw = 1, σb = 0.1: each sample draws 2001 Gaussian weight
 128 inputs (0.49 MFLOP) and counts its function. Baseline: the best plain numpy sampler we know —
 numpy's ziggurat normals (float32) in one thread per CPU, layer 1 as one shared-input GEMM, stacked
 ``np.matmul`` for layer 2, ``np.packbits`` and ``np.unique`` for counting.
-tfflat: :func:`tfflat.boolean.sampler.sample` (one XLA call per block of 4096 networks: in-graph counter-based normals, cache-sized GEMM steps, in-graph bit packing; chunked
-counting overlapped with compute), timed after a warm-up call that compiles it. Prints samples/s
+tfflat: :func:`tfflat.boolean.sampler.sample` (one XLA call per block of 4096 networks: in-graph
+counter-based normals, cache-sized GEMM steps, in-graph bit packing; chunked counting overlapped
+with compute), timed after a warm-up call that compiles it. Prints samples/s
 (wall), CPU-µs per sample, the ratio, the fraction of a float32 peak (``--peak``, GFLOPS) and the
 time 10⁸ samples would take. Run:
 
