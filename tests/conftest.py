@@ -38,3 +38,20 @@ def mnist_small(mnist):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """``run_cli([ARGS…])`` runs ``tfflat ARGS`` in-process; returns (exit code, stdout, stderr)."""
+    from tfflat_cli.main import main
+
+    def run(args):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = 0 if exc.code is None else exc.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

@@ -4,22 +4,6 @@ import json
 
 import pytest
 
-from tfflat_cli.main import main
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
-
-
-def ok(args):
-    try:
-        main(args)
-    except SystemExit as exc:
-        assert exc.code in (0, None)
-
 
 @pytest.mark.parametrize("args,words", [
     (["--bits", "21"], "--bits"),
@@ -30,23 +14,24 @@ def ok(args):
     (["--top", "-1"], "--top"),
     (["--min-count", "0"], "--min-count"),
 ])
-def test_bad_input_is_one_line_exit_2(args, words, capsys, tmp_path):
-    code, out, err = run_cli(["boolean", *args, "--out", str(tmp_path / "o")], capsys)
+def test_bad_input_is_one_line_exit_2(args, words, run_cli, tmp_path):
+    code, out, err = run_cli(["boolean", *args, "--out", str(tmp_path / "o")])
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_unwritable_out_dir(capsys, tmp_path):
+def test_unwritable_out_dir(run_cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    code, out, err = run_cli(["boolean", "--samples", "10", "--out", str(blocker / "sub")], capsys)
+    code, out, err = run_cli(["boolean", "--samples", "10", "--out", str(blocker / "sub")])
     assert code == 2 and "cannot write" in err and len(err.strip().splitlines()) == 1
 
 
-def test_small_run_json(capsys, tmp_path):
+def test_small_run_json(run_cli, tmp_path):
     out_dir = tmp_path / "b"
-    ok(["boolean", "--samples", "3e3", "--bits", "3", "--top", "0", "--min-count", "2", "--out", str(out_dir),
-        "--json"])
-    summary = json.loads(capsys.readouterr().out)
+    code, out, _ = run_cli(["boolean", "--samples", "3e3", "--bits", "3", "--top", "0", "--min-count", "2",
+                            "--out", out_dir, "--json"])
+    assert code == 0
+    summary = json.loads(out)
     assert summary["samples"] == 3000 and summary["distinct"] >= 10
     assert summary["seconds"] > 0 and summary["samples_per_second"] > 0
     lines = (out_dir / "functions.csv").read_text().splitlines()
@@ -55,7 +40,7 @@ def test_small_run_json(capsys, tmp_path):
     assert all(int(line.split(",")[1]) >= 2 for line in lines[1:])
     assert (out_dir / "boolean.json").is_file() and (out_dir / "prior_rank.png").is_file()
     # a rerun resumes from the finished chunks: same table
-    ok(["boolean", "--samples", "3e3", "--bits", "3", "--top", "0", "--min-count", "2", "--out", str(out_dir),
-        "--json", "--no-figures"])
-    assert json.loads(capsys.readouterr().out)["distinct"] == summary["distinct"]
+    code, out, _ = run_cli(["boolean", "--samples", "3e3", "--bits", "3", "--top", "0", "--min-count", "2",
+                            "--out", out_dir, "--json", "--no-figures"])
+    assert code == 0 and json.loads(out)["distinct"] == summary["distinct"]
     assert (out_dir / "functions.csv").read_text().splitlines() == lines

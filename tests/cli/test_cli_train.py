@@ -7,16 +7,7 @@ import sys
 
 import pytest
 
-from tfflat_cli.main import main
-
 TFFLAT = [sys.executable, "-c", "from tfflat_cli.main import main; main()"]
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def test_help_and_version():
@@ -64,25 +55,25 @@ def _bad(tmp_path, data_dir):
     ]
 
 
-def test_bad_input_is_one_line_exit_2(tmp_path, data_dir, capsys):
+def test_bad_input_is_one_line_exit_2(tmp_path, data_dir, run_cli):
     for args, needle in _bad(tmp_path, data_dir):
         if needle == "cannot write" and os.geteuid() == 0:
             continue                                  # root can write anywhere; covered below
-        code, out, err = run_cli(args, capsys)
+        code, out, err = run_cli(args)
         assert code == 2, (args, err)
         assert needle in err and err.count("\n") == 1 and "Traceback" not in err, (args, err)
 
 
-def test_unwritable_out_is_one_line(tmp_path, capsys):
+def test_unwritable_out_is_one_line(tmp_path, run_cli):
     blocker = tmp_path / "file"
     blocker.write_text("x")                            # a file where a directory should go: fails even as root
     code, _, err = run_cli(["train", "--dataset", "boolean", "--bits", "3", "--train-size", "8",
-                            "--test-size", "0", "--out", str(blocker / "run")], capsys)
+                            "--test-size", "0", "--out", str(blocker / "run")])
     assert code == 2 and "cannot write" in err and err.count("\n") == 1
 
 
-def test_cap_exits_1_and_keeps_the_run(tmp_path, capsys):
+def test_cap_exits_1_and_keeps_the_run(tmp_path, run_cli):
     code, _, err = run_cli(["train", "--dataset", "boolean", "--bits", "4", "--train-size", "16", "--test-size", "0",
-                            "--max-epochs", "1", "--lr", "1e-9", "--out", str(tmp_path / "r")], capsys)
+                            "--max-epochs", "1", "--lr", "1e-9", "--out", str(tmp_path / "r")])
     assert code == 1 and "max-epochs" in err
     assert (tmp_path / "r" / "run.json").is_file() and (tmp_path / "r" / "model.keras").is_file()

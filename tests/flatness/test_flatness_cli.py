@@ -4,18 +4,6 @@ import json
 
 import pytest
 
-from tfflat_cli.main import main
-
-
-def run_cli(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
@@ -28,8 +16,8 @@ def run_dir(tmp_path_factory):
     return out
 
 
-def test_sharpness_and_hessian_add_to_one_file(run_dir, capsys):
-    code, out, err = run_cli(["sharpness", str(run_dir), "--json"], capsys)
+def test_sharpness_and_hessian_add_to_one_file(run_dir, run_cli):
+    code, out, err = run_cli(["sharpness", str(run_dir), "--json"])
     assert code == 0, err
     sgd = json.loads(out)
     assert set(sgd) >= {"sharpness", "log10_sharpness", "loss", "max_loss", "corner_loss"} and not sgd["stored"]
@@ -37,13 +25,13 @@ def test_sharpness_and_hessian_add_to_one_file(run_dir, capsys):
         dict(zeta=1e-4, batch_size=16, lr=1e-3, epochs=10)                       # Table 1, Boolean row
     assert sgd["sharpness"] > 0 and sgd["max_loss"] >= sgd["loss"]
 
-    code, out, err = run_cli(["sharpness", str(run_dir), "--method", "lbfgsb", "--zeta", "3e-4", "--json"], capsys)
+    code, out, err = run_cli(["sharpness", str(run_dir), "--method", "lbfgsb", "--zeta", "3e-4", "--json"])
     assert code == 0, err
     lbfgsb = json.loads(out)
     assert lbfgsb["method"] == "lbfgsb" and lbfgsb["settings"]["zeta"] == 3e-4
     assert lbfgsb["max_loss"] > lbfgsb["loss"] and lbfgsb["settings"]["iterations"] <= 10
 
-    code, out, err = run_cli(["hessian", str(run_dir), "--top-k", "5", "--probes", "10", "--json"], capsys)
+    code, out, err = run_cli(["hessian", str(run_dir), "--top-k", "5", "--probes", "10", "--json"])
     assert code == 0, err
     hess = json.loads(out)
     assert set(hess) >= {"spectral_norm", "log10_top5_product", "trace", "top_eigenvalues"}
@@ -57,20 +45,20 @@ def test_sharpness_and_hessian_add_to_one_file(run_dir, capsys):
     assert stored["hessian"]["versions"]["tensorflow"] and len(stored["hessian"]["weights_sha1"]) == 40
 
     # the same request again is answered from the file; --force recomputes the same number
-    code, out, _ = run_cli(["sharpness", str(run_dir), "--json"], capsys)
+    code, out, _ = run_cli(["sharpness", str(run_dir), "--json"])
     again = json.loads(out)
     assert again["stored"] and again["sharpness"] == sgd["sharpness"]
-    code, out, _ = run_cli(["sharpness", str(run_dir), "--json", "--force"], capsys)
+    code, out, _ = run_cli(["sharpness", str(run_dir), "--json", "--force"])
     forced = json.loads(out)
     assert not forced["stored"] and forced["sharpness"] == pytest.approx(sgd["sharpness"], rel=1e-6)
 
-    code, out, err = run_cli(["sharpness", str(run_dir), "--epochs", "3"], capsys)
+    code, out, err = run_cli(["sharpness", str(run_dir), "--epochs", "3"])
     assert code == 0 and out.startswith("sharpness ") and "3 epochs" in out and "flatness.json" in out
-    code, out, err = run_cli(["hessian", str(run_dir), "--top-k", "5", "--probes", "10"], capsys)
+    code, out, err = run_cli(["hessian", str(run_dir), "--top-k", "5", "--probes", "10"])
     assert code == 0 and "spectral norm" in out and "(stored result" in out
 
 
-def test_bad_input_is_one_line_exit_2(run_dir, tmp_path, capsys):
+def test_bad_input_is_one_line_exit_2(run_dir, tmp_path, run_cli):
     not_a_run = tmp_path / "empty"
     not_a_run.mkdir()
     cases = [
@@ -88,7 +76,7 @@ def test_bad_input_is_one_line_exit_2(run_dir, tmp_path, capsys):
         (["sharpness"], "RUN"),
     ]
     for args, needle in cases:
-        code, out, err = run_cli(args, capsys)
+        code, out, err = run_cli(args)
         assert code == 2, (args, err)
         assert err.startswith("error:") and needle in err and err.count("\n") == 1, (args, err)
         assert "Traceback" not in err and out == ""

@@ -7,19 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from tfflat_cli.main import main
-
-
-def cli(capsys, *args):
-    """Run ``tfflat ARGS``; returns (exit code, stdout, stderr)."""
-    try:
-        main(list(map(str, args)))
-        code = 0
-    except SystemExit as err:
-        code = err.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, data_dir):
@@ -32,14 +19,14 @@ def run_dir(tmp_path_factory, data_dir):
     return out
 
 
-def test_prior_of_a_run(run_dir, tmp_path, capsys):
+def test_prior_of_a_run(run_dir, tmp_path, run_cli):
     from tfflat import runs
     from tfflat.prior import function_of_run, log_prior
     from tfflat.prior.kernels import nngp_kernel
     from tfflat.training import predict_logits
 
     cache = tmp_path / "kernels"
-    code, out, err = cli(capsys, "prior", run_dir, "--json", "--kernel-cache", cache)
+    code, out, err = run_cli(["prior", run_dir, "--json", "--kernel-cache", cache])
     assert code == 0, err
     summary = json.loads(out)
     assert set(summary) >= {"log10_prior", "ln_prior", "pac_bayes_bound", "converged"}
@@ -64,18 +51,18 @@ def test_prior_of_a_run(run_dir, tmp_path, capsys):
     assert stored["function"]["S"] == 40 and "versions" in stored
 
     # probit: a second result next to the first; the cached kernel is reused (one file)
-    code, out, _ = cli(capsys, "prior", run_dir, "--likelihood", "probit", "--kernel-cache", cache)
+    code, out, _ = run_cli(["prior", run_dir, "--likelihood", "probit", "--kernel-cache", cache])
     assert code == 0 and "probit likelihood" in out and "written to" in out
     stored = runs.read_json(run_dir / "prior.json")
     assert set(stored["by_likelihood"]) == {"heaviside", "probit"}
     assert stored["by_likelihood"]["heaviside"]["ln_prior"] == summary["ln_prior"]
     assert len(list(cache.glob("*.npy"))) == 1
 
-    code, _, err = cli(capsys, "prior", run_dir, "--kernel", "empirical", "--samples", "3", "--json")
+    code, _, err = run_cli(["prior", run_dir, "--kernel", "empirical", "--samples", "3", "--json"])
     assert code == 0, err
 
 
-def test_prior_of_a_kernel_file(tmp_path, capsys, rng):
+def test_prior_of_a_kernel_file(tmp_path, rng, run_cli):
     from tfflat.prior import log_prior
 
     a = rng.standard_normal((30, 40))
@@ -84,18 +71,18 @@ def test_prior_of_a_kernel_file(tmp_path, capsys, rng):
     np.save(tmp_path / "k.npy", k)
     np.save(tmp_path / "y.npy", y)
     np.savetxt(tmp_path / "y.txt", y, fmt="%d")
-    code, out, err = cli(capsys, "prior", "--kernel-file", tmp_path / "k.npy", "--labels", tmp_path / "y.npy",
-                         "--likelihood", "probit", "--train-size", 20, "--json")
+    code, out, err = run_cli(["prior", "--kernel-file", tmp_path / "k.npy", "--labels", tmp_path / "y.npy",
+                              "--likelihood", "probit", "--train-size", 20, "--json"])
     assert code == 0, err
     summary = json.loads(out)
     ref = log_prior(k, y, "probit", train_size=20)
     assert summary["ln_prior"] == pytest.approx(ref["ln_prior"], rel=1e-12)
     assert summary["pac_bayes_bound"] == pytest.approx(ref["pac_bayes_bound"])
-    code, out, _ = cli(capsys, "prior", "--kernel-file", tmp_path / "k.npy", "--labels", tmp_path / "y.txt")
+    code, out, _ = run_cli(["prior", "--kernel-file", tmp_path / "k.npy", "--labels", tmp_path / "y.txt"])
     assert code == 0 and out.startswith("log10 P(f) = ")
 
 
-def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
+def test_bad_input_is_one_line_exit_2(tmp_path, run_cli):
     good = np.array([[2.0, 1.0, 0.5], [1.0, 2.0, 1.0], [0.5, 1.0, 2.0]])
     files = {
         "k.npy": good, "y.npy": np.array([0, 1, 1]), "y2.npy": np.array([0, 1]), "y3.npy": np.array([0, 2, 1]),
@@ -122,6 +109,6 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
         (["--kernel-file", p("k.npy"), "--labels", p("y.npy"), "--likelihood", "logit"], "Invalid value"),
     ]
     for args, message in cases:
-        code, out, err = cli(capsys, "prior", *args)
+        code, out, err = run_cli(["prior", *args])
         assert code == 2, (args, out, err)
         assert err.count("\n") == 1 and err.startswith("error: ") and message in err, (args, err)

@@ -225,7 +225,6 @@ class _Network:
         if block % batch:
             raise ValueError("block must be a multiple of batch")
         self.batch, self.block, self.words = batch, block, n_words(bits)
-        self.bits, self.widths = bits, tuple(widths)
         sizes = layer_sizes(bits, widths)
         nout, n32 = 2 ** bits, max(2 ** bits, 32) // 32
         steps = block // batch

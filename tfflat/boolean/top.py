@@ -126,7 +126,7 @@ def measure(keys, counts, log10_priors, out, *, bits: int, seed: int = 0, widths
                 s = sharpness(model, x, y, zeta=sharp["zeta"], lr=sharp["lr"], epochs=sharp["epochs"],
                               batch_size=sharp["batch_size"], seed=fs)
                 h = hessian_measures(model, x, y, top_k=1, seed=fs, probes=0)
-                corner = 100.0 * (s.corner_loss - s.loss) / (1.0 + s.loss)
+                corner = s.corner_sharpness
                 row.update(sharpness=s.sharpness, log10_sharpness=s.log10_sharpness,
                            sharpness_converged=s.converged, corner_sharpness=corner,
                            log10_corner_sharpness=math.log10(corner) if corner > 0 else -math.inf,

@@ -73,12 +73,22 @@ class SharpnessResult:
     settings: dict = field(default_factory=dict)
 
     @property
+    def corner_sharpness(self) -> float:
+        """Def. 2.1 evaluated at the first-order corner (a feasible point of C_ζ; see the module doc)."""
+        return relative_rise(self.loss, self.corner_loss)
+
+    @property
     def converged(self) -> bool:
         """The maximiser reached at least the corner's loss (up to float32 rounding of the loss)."""
         return self.max_loss >= self.corner_loss - 1e-6 * abs(self.corner_loss)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "trace": [float(t) for t in self.trace]}
+
+
+def relative_rise(loss: float, higher: float) -> float:
+    """100 · (higher − loss) / (1 + loss): sharpness (Def. 2.1) when ``higher`` is the box maximum."""
+    return 100.0 * (higher - loss) / (1.0 + loss)
 
 
 def table1(task: str, model: str) -> dict:
@@ -159,7 +169,7 @@ def sharpness(model, x, y, zeta: float = 1e-4, method: str = "sgd", lr: float = 
         max_loss, trace, info = _lbfgsb(prob, value_grad, float(loss), radius, int(maxiter), callback)
         settings.update(info)
     loss, max_loss = float(loss), float(max(max_loss, loss))
-    sharp = 100.0 * (max_loss - loss) / (1.0 + loss)
+    sharp = relative_rise(loss, max_loss)
     return SharpnessResult(sharpness=sharp, log10_sharpness=math.log10(sharp) if sharp > 0 else -math.inf,
                            loss=loss, max_loss=max_loss, corner_loss=corner_loss, trace=np.asarray(trace),
                            seconds=time.perf_counter() - t0, method=method, settings=settings)
