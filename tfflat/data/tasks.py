@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from tfflat import defaults
-from tfflat.data import sources
+from tfflat.data import keys, sources
 from tfflat.data.sources import Pool
 from tfflat.errors import UserError
 
@@ -58,15 +58,9 @@ def boolean_inputs(n: int) -> np.ndarray:
     return ((k[:, None] >> np.arange(n)[None, :]) & 1).astype(np.float32)
 
 
-def function_key(f: np.ndarray) -> str:
-    """Hex key of a Boolean function given as its 2ⁿ outputs: hex of Σ_k f(x_k)·2^k, MSB first."""
-    f = np.asarray(f).astype(np.int64).ravel()
-    value = sum(int(b) << k for k, b in enumerate(f))
-    return format(value, "0{}x".format(max(1, len(f) // 4)))
-
-
 def parse_target(target: str, n: int, seed: int = 0) -> np.ndarray:
-    """A Boolean target: 'random', a 2ⁿ-character bit string (f(x_0) first) or a hex key."""
+    """A Boolean target: 'random', a 2ⁿ-character bit string (f(x_0) first) or a hex key
+    (:mod:`tfflat.data.keys`)."""
     size = 2 ** n
     t = target.strip().lower()
     if t == "random":
@@ -74,14 +68,12 @@ def parse_target(target: str, n: int, seed: int = 0) -> np.ndarray:
     if len(t) == size and set(t) <= {"0", "1"}:
         return np.array([int(c) for c in t])
     t = t[2:] if t.startswith("0x") else t
-    if len(t) == max(1, size // 4):
+    if len(t) == keys.n_digits(n):
         try:
-            value = int(t, 16)
+            return keys.parse_key(t, n).astype(np.int64)
         except ValueError:
-            value = None
-        if value is not None:
-            return np.array([(value >> k) & 1 for k in range(size)])
-    raise UserError(f"target {target!r} is not 'random', a {size}-bit string or a {max(1, size // 4)}-digit "
+            pass
+    raise UserError(f"target {target!r} is not 'random', a {size}-bit string or a {keys.n_digits(n)}-digit "
                     f"hex key for n = {n}")
 
 
@@ -91,7 +83,7 @@ def boolean(n: int = defaults.BOOLEAN_BITS, target: str = "random", seed: int = 
         raise UserError(f"--bits must be between 1 and 20, got {n}")
     x, y = boolean_inputs(n), parse_target(target, n, seed)
     pool = Pool(y.astype(np.int64), lambda idx: x[np.asarray(idx)])
-    src = {"dataset": "boolean", "bits": n, "target": function_key(y)}
+    src = {"dataset": "boolean", "bits": n, "target": keys.function_key(y)}
     return Task("boolean", {"train": pool}, src, (n,))
 
 
