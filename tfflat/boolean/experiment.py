@@ -45,14 +45,15 @@ def run(out, samples: int = defaults.BOOLEAN_SAMPLES, top: int = 10, seed: int =
     from tfflat.boolean import plots, sampling
     from tfflat.boolean import top as top_mod
     from tfflat.boolean.table import write_table
+    from tfflat.prior.ep import LIKELIHOODS
 
     sampling.check_settings(bits, samples, widths)
     if not isinstance(top, int) or top < 0:
         raise UserError(f"--top must be a non-negative integer, got {top}")
     if min_count < 1:
         raise UserError(f"--min-count must be ≥ 1, got {min_count}")
-    if likelihood not in ("heaviside", "probit"):
-        raise UserError(f"--likelihood must be heaviside or probit, got {likelihood!r}")
+    if likelihood not in LIKELIHOODS:
+        raise UserError(f"--likelihood must be {' or '.join(LIKELIHOODS)}, got {likelihood!r}")
     out = runs.ensure_dir(out)
     table = sampling.sample(samples, bits, widths, seed=seed, state_dir=out / SAMPLING_DIR,
                            progress=sample_progress)

@@ -30,14 +30,12 @@ from tfflat.boolean.table import Table, count_rows, merge
 from tfflat.data.keys import n_words
 from tfflat.errors import UserError
 
-MAX_BITS = 20
-
 
 def check_settings(bits: int, samples: int, widths=defaults.FCN_PRESETS["fcn"],
                    sigma_w: float = defaults.SIGMAS["boolean"][0], sigma_b: float = defaults.SIGMAS["boolean"][1]) -> None:
     """Raise :class:`UserError` for settings that cannot be sampled."""
-    if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= MAX_BITS:
-        raise UserError(f"--bits must be an integer between 1 and {MAX_BITS}, got {bits}")
+    if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= defaults.BOOLEAN_MAX_BITS:
+        raise UserError(f"--bits must be an integer between 1 and {defaults.BOOLEAN_MAX_BITS}, got {bits}")
     if not isinstance(samples, (int, np.integer)) or samples < 0:
         raise UserError(f"--samples must be a non-negative integer, got {samples}")
     if not widths or min(int(w) for w in widths) < 1:

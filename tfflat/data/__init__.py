@@ -2,7 +2,7 @@
 
 from tfflat.data.splits import Splits, draw_indices, make_splits, take
 from tfflat.data.keys import function_key
-from tfflat.data.tasks import TASKS, Task, boolean_inputs, load_task, parse_target
+from tfflat.data.tasks import TASKS, Task, boolean_inputs, input_shape, load_task, parse_target
 
-__all__ = ["Splits", "Task", "TASKS", "boolean_inputs", "draw_indices", "function_key", "load_task",
+__all__ = ["Splits", "Task", "TASKS", "boolean_inputs", "draw_indices", "function_key", "input_shape", "load_task",
            "make_splits", "parse_target", "take"]

@@ -34,7 +34,7 @@ def mnist(data_dir: str | None = None) -> Task:
     """MNIST with label 1 iff digit ≥ 5; pixels / 255."""
     raw = sources.mnist_files(Path(data_dir)) if data_dir else sources.tfds_pools("mnist")
     pools = {k: _binary_pool(p, (p.labels >= 5)) for k, p in raw.items()}
-    return Task("mnist", pools, _source(data_dir), (28, 28))
+    return Task("mnist", pools, _source(data_dir), input_shape("mnist"))
 
 
 def cifar_cats_cars(data_dir: str | None = None) -> Task:
@@ -49,7 +49,7 @@ def cifar_cats_cars(data_dir: str | None = None) -> Task:
             pools[k] = _binary_pool(p, (p.labels == cat), keep)
     if not pools:
         raise UserError(f"no automobile or cat images found in {data_dir}")
-    return Task("cifar_cats_cars", pools, _source(data_dir), (32, 32, 3))
+    return Task("cifar_cats_cars", pools, _source(data_dir), input_shape("cifar_cats_cars"))
 
 
 def boolean_inputs(n: int) -> np.ndarray:
@@ -79,12 +79,12 @@ def parse_target(target: str, n: int, seed: int = 0) -> np.ndarray:
 
 def boolean(n: int = defaults.BOOLEAN_BITS, target: str = "random", seed: int = 0) -> Task:
     """All 2ⁿ Boolean inputs labelled by ``target`` (one pool: there is no separate test split)."""
-    if not 1 <= n <= 20:
-        raise UserError(f"--bits must be between 1 and 20, got {n}")
+    if not 1 <= n <= defaults.BOOLEAN_MAX_BITS:
+        raise UserError(f"--bits must be between 1 and {defaults.BOOLEAN_MAX_BITS}, got {n}")
     x, y = boolean_inputs(n), parse_target(target, n, seed)
     pool = Pool(y.astype(np.int64), lambda idx: x[np.asarray(idx)])
     src = {"dataset": "boolean", "bits": n, "target": keys.function_key(y)}
-    return Task("boolean", {"train": pool}, src, (n,))
+    return Task("boolean", {"train": pool}, src, input_shape("boolean", n))
 
 
 def _source(data_dir: str | None) -> dict:
@@ -93,6 +93,14 @@ def _source(data_dir: str | None) -> dict:
 
 
 TASKS = {"mnist": mnist, "cifar_cats_cars": cifar_cats_cars, "boolean": boolean}
+_SHAPES = {"mnist": (28, 28), "cifar_cats_cars": (32, 32, 3)}
+
+
+def input_shape(name: str, bits: int = defaults.BOOLEAN_BITS) -> tuple[int, ...]:
+    """The shape of one example of task ``name`` (known without loading it; boolean: ``(bits,)``)."""
+    if name not in TASKS:
+        raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(TASKS)}")
+    return (int(bits),) if name == "boolean" else _SHAPES[name]
 
 
 def load_task(name: str, data_dir: str | None = None, **options) -> Task:
