@@ -39,7 +39,6 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
-from pydantic_core import PydanticCustomError
 
 from tfflat import defaults
 from tfflat.data import TASKS
@@ -64,7 +63,7 @@ def _sequence(v):
     """TOML arrays (and JSON lists) become tuples; anything else is an error."""
     if isinstance(v, (list, tuple)):
         return tuple(v)
-    raise PydanticCustomError("list_type", "must be a list")
+    raise ValueError(f"must be a list, got {v!r}")
 
 
 def _one_or_sequence(v):
@@ -297,7 +296,7 @@ def _fields(cls) -> list[str]:
 
 
 _TYPES = {"int_type": "an integer", "float_type": "a finite number", "finite_number": "a finite number",
-          "string_type": "a string", "bool_type": "true or false", "dict_type": "a table", "list_type": "a list"}
+          "string_type": "a string", "bool_type": "true or false", "dict_type": "a table"}
 
 
 def _message(err: dict) -> str:
