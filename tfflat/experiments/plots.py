@@ -1,4 +1,4 @@
-"""The paper's figures from results records (matplotlib, Agg backend): PNG and PDF.
+"""The figures of sweeps and temporal runs from their results records (matplotlib, Agg backend): PNG and PDF.
 
 * :func:`sweep_figures` — generalization vs log10 P(f) and vs −log10 sharpness coloured by |A|
   (Figs. 3, 4, S22–S24), log10 P(f) vs −log10 sharpness (Fig. S12), the Hessian measures
@@ -19,6 +19,7 @@ import numpy as np
 
 from tfflat import figures, runs
 from tfflat.experiments import stats
+from tfflat.stats import correlations
 
 LABELS = {
     "generalization": "Generalization (%)",
@@ -33,7 +34,7 @@ PANELS = (("log10_prior", "generalization"), ("flatness", "generalization"), ("f
 
 
 def _annotate(ax, x, y) -> None:
-    c = stats.correlations(x, y)
+    c = correlations(x, y)
     if c["n"] >= 3 and np.isfinite(c["pearson_r"]):
         ax.text(0.03, 0.97, f"r = {c['pearson_r']:.2f}\nρ = {c['spearman_rho']:.2f}\nτ = {c['kendall_tau']:.2f}",
                 transform=ax.transAxes, va="top", ha="left", fontsize=6.5,
