@@ -246,11 +246,14 @@ class Experiment:
             d["temporal"] = {k: v for k, v in d["temporal"].items() if k not in ("alpha", "rescale_layer")}
         return d
 
-    def run_config(self, optimizer: str, attack_size: int, seed: int, overtrain: int = 0) -> TrainConfig:
-        """The :class:`~tfflat.training.run.TrainConfig` of one point: the same as ``tfflat train`` with it."""
+    def run_config(self, optimizer: str | None = None, attack_size: int = 0, seed: int = 0,
+                   overtrain: int = 0) -> TrainConfig:
+        """The :class:`~tfflat.training.run.TrainConfig` of one point (``optimizer`` default: the first of
+        ``[train] optimizers``): a point trains exactly as ``tfflat train`` with these settings."""
         d, m, t = self.data, self.model, self.train
         return TrainConfig(dataset=d.dataset, data_dir=d.data_dir, model=m.name, sigma_w=m.sigma_w, sigma_b=m.sigma_b,
-                           bn_momentum=m.bn_momentum, optimizer=optimizer, learning_rate=t.learning_rate,
+                           bn_momentum=m.bn_momentum, optimizer=optimizer or t.optimizers[0],
+                           learning_rate=t.learning_rate,
                            opt_args=dict(t.opt_args), batch_size=t.batch_size, train_size=d.train_size,
                            attack_size=attack_size, test_size=d.test_size, seed=seed, data_seed=d.data_seed,
                            max_epochs=t.max_epochs, overtrain=overtrain, stop_on=t.stop_on, bits=d.bits,
@@ -260,7 +263,7 @@ class Experiment:
         """The model spec (:func:`tfflat.models.model_spec`) of ``[model]`` for the task's inputs."""
         from tfflat.training import run
 
-        return run.model_spec(self.run_config(self.train.optimizers[0], 0, 0), input_shape)
+        return run.model_spec(self.run_config(), input_shape)
 
 
 def _plain(v):
@@ -448,7 +451,7 @@ def check_data(exp: Experiment, task=None):
 
     d = exp.data
     try:
-        task = task or load_task(exp.run_config(exp.train.optimizers[0], 0, 0))
+        task = task or load_task(exp.run_config())
     except UserError as err:
         _fail(exp.path, "data", "data_dir" if d.dataset != "boolean" else "target", f"— {err}")
     try:
