@@ -4,7 +4,7 @@ n = 7, FCN 7-40-40-1, σw = 1, σb = 0.1: each sample draws 2001 Gaussian weight
 128 inputs (0.49 MFLOP) and counts its function. Baseline: the best plain numpy sampler we know —
 numpy's ziggurat normals (float32) in one thread per CPU, layer 1 as one shared-input GEMM, stacked
 ``np.matmul`` for layer 2, ``np.packbits`` and ``np.unique`` for counting.
-tfflat: :func:`tfflat.boolean.sampler.sample` (one XLA call per block of 4096 networks: in-graph
+tfflat: :func:`tfflat.boolean.sampling.sample` (one XLA call per block of 4096 networks: in-graph
 counter-based normals, cache-sized GEMM steps, in-graph bit packing; chunked counting overlapped
 with compute), timed after a warm-up call that compiles it. Prints samples/s
 (wall), CPU-µs per sample, the ratio, the fraction of a float32 peak (``--peak``, GFLOPS) and the
@@ -73,12 +73,12 @@ def main():
     ap.add_argument("--peak", type=float, default=200.0, help="float32 matmul peak of the machine, GFLOPS")
     args = ap.parse_args()
 
-    from tfflat.boolean import sampler
+    from tfflat.boolean import sampling
 
     nb = args.baseline_samples or max(1000, args.samples // 4)
     (_, base_counts), base_wall, base_cpu = timed(lambda: numpy_sampler(nb))
-    sampler.sample(4096, 7, seed=1)                           # compile outside the timing
-    table, wall, cpu = timed(lambda: sampler.sample(args.samples, 7, seed=0))
+    sampling.sample(4096, 7, seed=1)                           # compile outside the timing
+    table, wall, cpu = timed(lambda: sampling.sample(args.samples, 7, seed=0))
     rows = [("numpy (baseline)", nb, base_wall, base_cpu, len(base_counts)),
             ("tfflat", args.samples, wall, cpu, table.distinct)]
     print(f"{'':18s} {'samples':>9s} {'samples/s':>10s} {'cpu-µs/sample':>14s} {'% of peak':>9s} "

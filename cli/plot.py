@@ -42,8 +42,8 @@ def plot(results_paths, out_dir, as_json):
         return
     import pandas as pd
 
-    from tfflat import plots, runs
-    from tfflat.experiments import results, stats
+    from tfflat import runs
+    from tfflat.experiments import plots, results, stats
 
     df = results.load(paths)
     kinds = {_kind(p, df) for p in paths}

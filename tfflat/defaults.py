@@ -23,6 +23,9 @@ PAPER_SIZES = {
     "mnist_large": dict(train_size=10000, test_size=1000, attack_sizes=tuple(range(1000, 9001, 1000))),
 }
 
+# §6, Figs. 3–4 — training seeds of each |A| of a sweep.
+SWEEP_SEEDS = (0, 1, 2, 3, 4)
+
 # §3 — optimizers: paper defaults (authors' code: SGD lr 0.01, batch 32; Keras defaults otherwise).
 BATCH_SIZE = 32
 OPTIMIZERS = {
@@ -40,6 +43,12 @@ OPTIMIZERS = {
 }
 MAX_EPOCHS = 10000
 
+# §3 / App. F, Fig. 5 — temporal runs: overtraining epochs after zero error, and the α-rescaling factor.
+# eq. 9 as written, (W1, b1, W2) → (αW1, αb1, W2/α); the paper's "α = 5.9" spike appears for α = 1/5.9
+# (see configs/fig5_temporal.toml), so that is the default.
+TEMPORAL_OVERTRAIN = 1000
+RESCALE_ALPHA = 1 / 5.9
+
 # §4, Table 1 — sharpness: (ζ, batch size, lr, epochs) per (task, model family).
 SHARPNESS = {
     ("boolean", "fcn"): dict(zeta=1e-4, batch_size=16, lr=1e-3, epochs=10),
@@ -55,6 +64,7 @@ PAC_BAYES_DELTA = 0.05
 
 # §5.1 — Boolean system.
 BOOLEAN_BITS = 7
+BOOLEAN_MAX_BITS = 20               # 2²⁰ inputs: the largest system enumerated (a choice, not the paper's)
 BOOLEAN_SAMPLES = 10 ** 6           # `tfflat boolean` default: ~15 s of sampling on 2 cores
 BOOLEAN_PAPER_SAMPLES = 10 ** 8
 BOOLEAN_PAPER_TOP = 1000

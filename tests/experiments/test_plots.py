@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfflat import plots, runs
-from tfflat.experiments import stats
+from tfflat import runs
+from tfflat.experiments import plots, stats
 
 
 def sweep_records(rng, hessian=False, optimizers=("sgd", "adam")):

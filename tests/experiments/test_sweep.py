@@ -27,7 +27,7 @@ attack_sizes = {a}
 seeds = {seeds}
 overtrain_epochs = {over}
 """
-MEASURE = "[sharpness]\nepochs = 2\n"
+MEASURE = "[sharpness]\nepochs = 2\n[prior]\nlikelihood = \"probit\"\n"
 NO_MEASURE = "[sharpness]\nenabled = false\n[prior]\nenabled = false\n"
 
 

@@ -36,16 +36,16 @@ class Session:
     """
 
     def __init__(self, exp, task=None, kernel_cache=None):
-        from tfflat.experiments.config import check_data, model_spec
+        from tfflat.experiments.config import check_data
 
         self.exp = exp
         self.task = check_data(exp, task)
-        self.spec = model_spec(exp, self.task.input_shape)
+        self.spec = exp.model_spec(self.task.input_shape)
         self._splits, self._trainers = {}, OrderedDict()
         self._model = None
         self._kernel, self.kernel_cache = None, kernel_cache
         self._logits_fn = None
-        first = self.splits(exp.data["attack_sizes"][0])
+        first = self.splits(exp.data.attack_sizes[0])
         self.x_se = np.concatenate([first.x_train, first.x_test])
         self.y_s, self.n_s = first.y_train, len(first.y_train)
 
@@ -54,7 +54,7 @@ class Session:
         from tfflat.data import draw_indices
 
         d = self.exp.data
-        return draw_indices(self.task, d["train_size"], attack_size, d["test_size"], d["data_seed"])
+        return draw_indices(self.task, d.train_size, attack_size, d.test_size, d.data_seed)
 
     def splits(self, attack_size: int):
         """S, A, E for ``|A| = attack_size`` (S and E are the same for every |A|)."""
@@ -77,21 +77,18 @@ class Session:
         return self._model
 
     def train(self, optimizer: str, attack_size: int, seed: int, overtrain: int = 0, callback=None):
-        """Train from ``models.build(spec, seed)`` on S ∪ A exactly as ``train_run`` would.
+        """Train from ``models.build(spec, seed)`` on S ∪ A exactly as ``train_run`` would with the
+        point's :meth:`~tfflat.experiments.config.Experiment.run_config`.
 
         The compiled training step for (optimizer, |A|) is built once and reset between points.
         Returns (model, :class:`~tfflat.training.TrainResult`).
         """
-        from tfflat.training import train
+        from tfflat.training.run import fit
 
-        t = self.exp.train
-        splits = self.splits(attack_size)
+        config = self.exp.run_config(optimizer, attack_size, seed, overtrain)
         model = self.model(seed)
         trainer = self._trainer(optimizer, attack_size, seed)
-        result = train(model, splits, optimizer, learning_rate=t["learning_rate"], opt_args=t["opt_args"],
-                       batch_size=t["batch_size"], max_epochs=t["max_epochs"], overtrain=overtrain,
-                       stop_on=t["stop_on"], seed=seed, callback=callback, trainer=trainer)
-        return model, result
+        return model, fit(model, self.splits(attack_size), config, callback=callback, trainer=trainer)
 
     def _trainer(self, optimizer: str, attack_size: int, seed: int):
         """A cached :class:`~tfflat.training.Trainer` for (optimizer, |A|), or ``None`` when the
@@ -106,11 +103,11 @@ class Session:
             self._trainers.move_to_end(key)
             return self._trainers[key]
         t = self.exp.train
-        opt = optimizers.make(optimizer, t["learning_rate"], **t["opt_args"])
+        opt = optimizers.make(optimizer, t.learning_rate, **t.opt_args)
         if any(isinstance(v, keras.random.SeedGenerator) for v in vars(opt).values()):
             return None          # e.g. Entropy-SGD's Langevin noise: its stream is not reset
         splits = self.splits(attack_size)
-        batch = None if optimizer == "gd" else t["batch_size"]
+        batch = None if optimizer == "gd" else t.batch_size
         trainer = Trainer(self._model, opt, splits.x_fit, splits.y_fit, batch, seed, x_eval=eval_inputs(splits))
         self._trainers[key] = trainer
         while len(self._trainers) > TRAINER_CACHE:
@@ -138,7 +135,7 @@ class Session:
         if self._kernel is None:
             from tfflat import prior
 
-            self._kernel = prior.kernel_for(self.spec, self.x_se, task=self.exp.data["dataset"],
+            self._kernel = prior.kernel_for(self.spec, self.x_se, task=self.exp.data.dataset,
                                             cache_dir=self.kernel_cache)
         return self._kernel
 
@@ -153,30 +150,30 @@ class Session:
         out = {"function_hash": function_hash(f), "function_errors_S": int(np.sum(f[:self.n_s] != self.y_s))}
         x_s, y_s = self.x_se[:self.n_s], self.y_s
         sh = exp.sharpness
-        if sh["enabled"]:
+        if sh.enabled:
             from tfflat import flatness
 
-            for zeta in sh["zeta"]:
+            for zeta in sh.zeta:
                 t0 = time.perf_counter()
-                r = flatness.sharpness(model, x_s, y_s, zeta=zeta, method=sh["method"], lr=sh["lr"],
-                                       epochs=sh["epochs"], batch_size=sh["batch_size"], seed=seed)
+                r = flatness.sharpness(model, x_s, y_s, zeta=zeta, method=sh.method, lr=sh.lr,
+                                       epochs=sh.epochs, batch_size=sh.batch_size, seed=seed)
                 sharp.append({"zeta": zeta, "sharpness": float(r.sharpness),
                               "log10_sharpness": float(r.log10_sharpness),
                               "seconds_sharpness": time.perf_counter() - t0})
-        if exp.hessian["enabled"]:
+        if exp.hessian.enabled:
             from tfflat import flatness
 
             t0 = time.perf_counter()
-            h = flatness.hessian_measures(model, x_s, y_s, top_k=exp.hessian["top_k"], seed=seed)
+            h = flatness.hessian_measures(model, x_s, y_s, top_k=exp.hessian.top_k, seed=seed)
             out.update(spectral_norm=float(h.spectral_norm), log10_spectral_norm=_log10(h.spectral_norm),
-                       log10_topk_product=float(h.log10_top_product), hessian_top_k=exp.hessian["top_k"],
+                       log10_topk_product=float(h.log10_top_product), hessian_top_k=exp.hessian.top_k,
                        hessian_trace=float(h.trace), seconds_hessian=time.perf_counter() - t0)
-        if exp.prior["enabled"]:
+        if exp.prior.enabled:
             from tfflat import prior
 
             t0 = time.perf_counter()
-            r = prior.log_prior(self.kernel(), f, exp.prior["likelihood"], train_size=self.n_s,
-                                delta=exp.prior["delta"], check=False)     # PSD by construction
+            r = prior.log_prior(self.kernel(), f, exp.prior.likelihood, train_size=self.n_s,
+                                delta=exp.prior.delta, check=False)     # PSD by construction
             out.update(ln_prior=r["ln_prior"], log10_prior=r["log10_prior"], pac_bayes_bound=r["pac_bayes_bound"],
                        ep_sweeps=r["sweeps"], ep_converged=r["converged"], seconds_prior=time.perf_counter() - t0)
         return out, sharp

@@ -1,4 +1,4 @@
-"""Correlation coefficients with p-values (scipy.stats), and the paper's correlation table.
+"""The paper's correlation table over a sweep's records (coefficients: :func:`tfflat.stats.correlations`).
 
 The table pairs generalization with log10 P(f) (Figs. 3a–c, 4a–c) and with flatness
 −log10 sharpness (Figs. 3d–f, 4d–f), log10 P(f) with flatness (Fig. S12), and the Hessian measures
@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from tfflat.stats import correlations
+
 # (x column, y column, label). Generalization is the test accuracy in %, as in the figures;
 # "flatness" is −log10(sharpness).
 PAIRS = (
@@ -21,32 +23,6 @@ PAIRS = (
     ("neg_log10_topk_product", "generalization", "generalization vs -log10 top-k eigenvalue product"),
     ("flatness", "neg_log10_spectral_norm", "-log10 Hessian norm vs -log10 sharpness"),
 )
-
-
-def correlations(x, y) -> dict:
-    """Pearson r, Spearman ρ and Kendall τ of two samples, each with its two-sided p-value.
-
-    Pairs where either value is missing (None/NaN/inf) are dropped; with fewer than 3 pairs, or a
-    constant sample, the coefficients are NaN.
-    """
-    from scipy import stats
-
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if x.shape != y.shape:
-        raise ValueError(f"x and y differ in shape: {x.shape} vs {y.shape}")
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    out = {"n": int(len(x))}
-    nan = float("nan")
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return {**out, "pearson_r": nan, "pearson_p": nan, "spearman_rho": nan, "spearman_p": nan,
-                "kendall_tau": nan, "kendall_p": nan}
-    p = stats.pearsonr(x, y)
-    s = stats.spearmanr(x, y)
-    k = stats.kendalltau(x, y)
-    return {**out, "pearson_r": float(p.statistic), "pearson_p": float(p.pvalue),
-            "spearman_rho": float(s.statistic), "spearman_p": float(s.pvalue),
-            "kendall_tau": float(k.statistic), "kendall_p": float(k.pvalue)}
 
 
 def derived(df):

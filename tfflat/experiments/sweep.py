@@ -48,7 +48,7 @@ class Point:
 def grid(exp) -> list[Point]:
     """All points, ordered by optimizer (config order), |A|, seed."""
     t = exp.train
-    return [Point(o, a, s) for o in t["optimizers"] for a in exp.data["attack_sizes"] for s in t["seeds"]]
+    return [Point(o, a, s) for o in t.optimizers for a in exp.data.attack_sizes for s in t.seeds]
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -72,29 +72,29 @@ def shard(points: list, i: int, n: int) -> list:
 def sidecar(exp, session_or_task) -> dict:
     """What the results' sidecar records besides the versions."""
     from tfflat.data import draw_indices
-    from tfflat.experiments.config import model_spec
 
     task = getattr(session_or_task, "task", session_or_task)
     d = exp.data
-    spec = model_spec(exp, task.input_shape)
+    spec = exp.model_spec(task.input_shape)
     return {"experiment": exp.kind, "config": exp.to_dict(), "config_file": exp.path, "model_spec": spec,
             "source": task.source,
-            "indices": draw_indices(task, d["train_size"], max(d["attack_sizes"]), d["test_size"], d["data_seed"]),
+            "indices": draw_indices(task, d.train_size, max(d.attack_sizes), d.test_size, d.data_seed),
             "indices_note": "A for a given |A| is the first |A| entries of indices.A (S and E never change)"}
 
 
 def point_keys(exp, point: Point) -> list[str]:
-    return [point.key(o) for o in exp.train["overtrain_epochs"]]
+    return [point.key(o) for o in exp.train.overtrain_epochs]
 
 
 def todo(exp, points: list[Point], done: set[str]) -> list[Point]:
     return [p for p in points if not all(k in done for k in point_keys(exp, p))]
 
 
-def _base_record(exp, point: Point) -> dict:
-    return {"experiment": exp.name, "dataset": exp.data["dataset"], "model": exp.model["name"],
+def base_record(exp, point: Point) -> dict:
+    """The fields every record of ``point`` starts with."""
+    return {"experiment": exp.name, "dataset": exp.data.dataset, "model": exp.model.name,
             "optimizer": point.optimizer, "attack_size": point.attack_size, "seed": point.seed,
-            "train_size": exp.data["train_size"], "test_size": exp.data["test_size"]}
+            "train_size": exp.data.train_size, "test_size": exp.data.test_size}
 
 
 def run_point(session, point: Point, done: set[str], out) -> list[dict]:
@@ -102,7 +102,7 @@ def run_point(session, point: Point, done: set[str], out) -> list[dict]:
     from tfflat.experiments.session import reached_zero_error
 
     exp = session.exp
-    wanted = {o: point.key(o) for o in exp.train["overtrain_epochs"] if point.key(o) not in done}
+    wanted = {o: point.key(o) for o in exp.train.overtrain_epochs if point.key(o) not in done}
     if not wanted:
         return []
     last = max(wanted)
@@ -115,7 +115,7 @@ def run_point(session, point: Point, done: set[str], out) -> list[dict]:
         written.append(rec)
 
     def callback(epoch, rec, model):
-        if state["zero"] is None and reached_zero_error(rec, exp.train["stop_on"]):
+        if state["zero"] is None and reached_zero_error(rec, exp.train.stop_on):
             state["zero"] = epoch
         if state["zero"] is None:
             return False
@@ -127,7 +127,7 @@ def run_point(session, point: Point, done: set[str], out) -> list[dict]:
             dt = time.perf_counter() - t0
             state["measure_seconds"] += dt
             train_s = rec["seconds"] - before
-            write({"key": wanted[over], **_base_record(exp, point), "status": "ok", "overtrain": over,
+            write({"key": wanted[over], **base_record(exp, point), "status": "ok", "overtrain": over,
                    "epoch": epoch, "zero_error_epoch": state["zero"], **_accuracies(rec), **m,
                    "seconds_train": train_s, "seconds": train_s + dt})
         return over >= last
@@ -139,7 +139,7 @@ def run_point(session, point: Point, done: set[str], out) -> list[dict]:
     for over, key in wanted.items():
         if key not in done:
             seconds = time.perf_counter() - t0 - state["measure_seconds"]
-            write({"key": key, **_base_record(exp, point), "status": status, "overtrain": over,
+            write({"key": key, **base_record(exp, point), "status": status, "overtrain": over,
                    "epoch": result.epochs, "zero_error_epoch": result.zero_error_epoch, **_accuracies(result.final),
                    "seconds_train": seconds, "seconds": seconds})
     return written
@@ -185,7 +185,7 @@ def run(exp, out, shard_spec: tuple[int, int] = (1, 1), workers: int = 1, task=N
                 if progress:
                     progress(n, len(share), f"|A|={p.attack_size} seed {p.seed} {p.optimizer}")
         else:
-            if exp.prior["enabled"]:     # into the cache once, so that the workers only load it
+            if exp.prior.enabled:     # into the cache once, so that the workers only load it
                 from tfflat.experiments.session import Session
 
                 Session(exp, task, kernel_cache=results.kernel_cache(out)).kernel()

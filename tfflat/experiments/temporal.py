@@ -19,7 +19,7 @@ from typing import Callable
 from tfflat import runs
 from tfflat.errors import IncompleteError
 from tfflat.experiments import results
-from tfflat.experiments.sweep import Point, grid, sidecar
+from tfflat.experiments.sweep import Point, base_record, grid, sidecar
 
 
 def record_key(point: Point, epoch: int, zeta, after_rescale: bool) -> str:
@@ -48,7 +48,7 @@ def run(exp, out, tensorboard: str | None = None, task=None,
     missed = [s for s in summaries if s["rescale_missed"] or s["zero_error_epoch"] is None]
     if missed:
         s = missed[0]
-        why = (f"no zero-error epoch within {exp.train['max_epochs']} epochs (raise [train] max_epochs)"
+        why = (f"no zero-error epoch within {exp.train.max_epochs} epochs (raise [train] max_epochs)"
                if s["zero_error_epoch"] is None else
                f"training ended at epoch {s['last_epoch']}, before the rescaling epoch "
                f"{s['rescale_epoch']} (raise [temporal] overtrain)")
@@ -63,12 +63,10 @@ def run_trajectory(session, point: Point, done: set[str], out, tensorboard=None,
 
     exp = session.exp
     t = exp.temporal
-    zetas = exp.sharpness["zeta"] if exp.sharpness["enabled"] else [None]
+    zetas = exp.sharpness.zeta if exp.sharpness.enabled else [None]
     writer = _writer(tensorboard, point) if tensorboard else None
-    state = {"zero": None, "rescaled": False, "rescale_at": t["rescale_epoch"]}
-    base = {"experiment": exp.name, "dataset": exp.data["dataset"], "model": exp.model["name"],
-            "optimizer": point.optimizer, "attack_size": point.attack_size, "seed": point.seed,
-            "train_size": exp.data["train_size"], "test_size": exp.data["test_size"]}
+    state = {"zero": None, "rescaled": False, "rescale_at": t.rescale_epoch}
+    base = base_record(exp, point)
 
     def measure(epoch, rec, model, after_rescale):
         keys = [record_key(point, epoch, z, after_rescale) for z in zetas]
@@ -81,7 +79,7 @@ def run_trajectory(session, point: Point, done: set[str], out, tensorboard=None,
                 continue
             r = {"key": key, **base, "epoch": epoch, "zero_error_epoch": state["zero"],
                  "after_rescale": after_rescale, "rescale_epoch": state["rescale_at"],
-                 "alpha": t["alpha"] if (t["rescale_epoch"], t["rescale_after"]) != (None, None) else None,
+                 "alpha": t.alpha if t.rescales else None,
                  "train_accuracy": rec["acc_S"], "attack_accuracy": rec["acc_A"], "test_accuracy": rec["acc_E"],
                  "generalization_error": None if rec["acc_E"] is None else 1.0 - rec["acc_E"],
                  "train_loss": rec["loss_S"], **common, **row}
@@ -93,30 +91,30 @@ def run_trajectory(session, point: Point, done: set[str], out, tensorboard=None,
             progress(epoch, None, f"{point.name} zero-error epoch {state['zero']}")
 
     def callback(epoch, rec, model):
-        if state["zero"] is None and reached_zero_error(rec, exp.train["stop_on"]):
+        if state["zero"] is None and reached_zero_error(rec, exp.train.stop_on):
             state["zero"] = epoch
-            if t["rescale_after"] is not None:
-                state["rescale_at"] = epoch + t["rescale_after"]
-        end = (state["zero"] is not None and epoch >= state["zero"] + t["overtrain"]) or \
-            epoch == exp.train["max_epochs"]
+            if t.rescale_after is not None:
+                state["rescale_at"] = epoch + t.rescale_after
+        end = (state["zero"] is not None and epoch >= state["zero"] + t.overtrain) or \
+            epoch == exp.train.max_epochs
         rescale_now = epoch == state["rescale_at"]
-        if epoch % t["every"] == 0 or epoch == state["zero"] or end or rescale_now:
+        if epoch % t.every == 0 or epoch == state["zero"] or end or rescale_now:
             measure(epoch, rec, model, state["rescaled"])
         if rescale_now:
-            rescale_layer(model, t["rescale_layer"], t["alpha"])
+            rescale_layer(model, t.rescale_layer, t.alpha)
             state["rescaled"] = True
             measure(epoch, _after(session.splits(point.attack_size), model, rec), model, True)
         return False
 
     try:
-        _, result = session.train(point.optimizer, point.attack_size, point.seed, overtrain=t["overtrain"],
+        _, result = session.train(point.optimizer, point.attack_size, point.seed, overtrain=t.overtrain,
                                   callback=callback)
     finally:
         if writer is not None:
             writer.close()
     return {"key": point.name, "zero_error_epoch": result.zero_error_epoch, "last_epoch": result.epochs,
             "rescale_epoch": state["rescale_at"],
-            "rescale_missed": (t["rescale_epoch"], t["rescale_after"]) != (None, None) and not state["rescaled"]}
+            "rescale_missed": t.rescales and not state["rescaled"]}
 
 
 def _after(splits, model, rec: dict) -> dict:

@@ -9,6 +9,8 @@ from typing import Callable
 from tfflat import defaults
 from tfflat.errors import IncompleteError, UserError
 
+STOP_ON = ("S", "SA")       # zero error on S (the paper) or on S ∪ A
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -24,14 +26,14 @@ class TrainConfig:
     learning_rate: float | None = None    # default: the optimizer's (SPEC §3)
     opt_args: dict = field(default_factory=dict)
     batch_size: int = defaults.BATCH_SIZE
-    train_size: int = 500
+    train_size: int = defaults.PAPER_SIZES["mnist"]["train_size"]
     attack_size: int = 0
-    test_size: int = 1000
+    test_size: int = defaults.PAPER_SIZES["mnist"]["test_size"]
     seed: int = 0                         # initialisation and shuffling
     data_seed: int = 0                    # S, A, E (shared by every run of a sweep)
     max_epochs: int = defaults.MAX_EPOCHS
     overtrain: int = 0
-    stop_on: str = "S"
+    stop_on: str = STOP_ON[0]
     bits: int = defaults.BOOLEAN_BITS     # boolean task only
     target: str = "random"                # boolean task only
 
@@ -48,17 +50,39 @@ class TrainConfig:
         return cls(**d)
 
 
+def load_task(config: TrainConfig):
+    """The task of ``config`` (its local files, or tensorflow-datasets)."""
+    from tfflat.data import load_task as load
+
+    return load(config.dataset, config.data_dir, bits=config.bits, target=config.target,
+                target_seed=config.data_seed)
+
+
+def model_spec(config: TrainConfig, input_shape) -> dict:
+    """The model spec (:func:`tfflat.models.model_spec`) of ``config`` for inputs of ``input_shape``."""
+    from tfflat import models
+
+    return models.model_spec(config.model, config.dataset, input_shape, sigma_w=config.sigma_w,
+                             sigma_b=config.sigma_b, bn_momentum=config.bn_momentum)
+
+
+def fit(model, splits, config: TrainConfig, *, callback: Callable | None = None, trainer=None):
+    """Train ``model`` on ``splits`` as ``config`` says (:func:`tfflat.training.train`); returns its result."""
+    from tfflat.training import train
+
+    return train(model, splits, config.optimizer, learning_rate=config.learning_rate, opt_args=config.opt_args,
+                 batch_size=config.batch_size, max_epochs=config.max_epochs, overtrain=config.overtrain,
+                 stop_on=config.stop_on, seed=config.seed, callback=callback, trainer=trainer)
+
+
 def prepare(config: TrainConfig, task=None):
     """Load the task (unless given) and draw the splits; validates every size before any training."""
-    from tfflat import models
-    from tfflat.data import draw_indices, load_task, take
+    from tfflat.data import draw_indices, take
     from tfflat.training import optimizers
 
     optimizers.resolve(config.optimizer, config.learning_rate, **config.opt_args)
-    task = task or load_task(config.dataset, config.data_dir, bits=config.bits, target=config.target,
-                             target_seed=config.data_seed)
-    spec = models.model_spec(config.model, config.dataset, task.input_shape, sigma_w=config.sigma_w,
-                             sigma_b=config.sigma_b, bn_momentum=config.bn_momentum)
+    task = task or load_task(config)
+    spec = model_spec(config, task.input_shape)
     splits = take(task, draw_indices(task, config.train_size, config.attack_size, config.test_size,
                                      config.data_seed))
     return task, spec, splits
@@ -71,15 +95,13 @@ def train_run(config: TrainConfig, out=None, *, task=None, callback: Callable | 
     Raises :class:`IncompleteError` (after saving) when ``max_epochs`` passes without zero error.
     """
     from tfflat import models, runs
-    from tfflat.training import optimizers, train
+    from tfflat.training import optimizers
 
     if out is not None:
         runs.ensure_dir(out)
     task, spec, splits = prepare(config, task)
     model = models.build(spec, seed=config.seed)
-    result = train(model, splits, config.optimizer, learning_rate=config.learning_rate,
-                   opt_args=config.opt_args, batch_size=config.batch_size, max_epochs=config.max_epochs,
-                   overtrain=config.overtrain, stop_on=config.stop_on, seed=config.seed, callback=callback)
+    result = fit(model, splits, config, callback=callback)
     zero = result.zero_error_epoch
     at_zero = result.history[zero] if zero is not None else None
     meta = {

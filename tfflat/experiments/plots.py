@@ -1,4 +1,4 @@
-"""The paper's figures from results records (matplotlib, Agg backend): PNG and PDF.
+"""The figures of sweeps and temporal runs from their results records (matplotlib, Agg backend): PNG and PDF.
 
 * :func:`sweep_figures` — generalization vs log10 P(f) and vs −log10 sharpness coloured by |A|
   (Figs. 3, 4, S22–S24), log10 P(f) vs −log10 sharpness (Fig. S12), the Hessian measures
@@ -17,14 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tfflat import runs
+from tfflat import figures, runs
 from tfflat.experiments import stats
+from tfflat.stats import correlations
 
-STYLE = {
-    "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
-    "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False,
-    "savefig.dpi": 300, "figure.dpi": 100, "pdf.fonttype": 42, "ps.fonttype": 42, "lines.linewidth": 1.0,
-}
 LABELS = {
     "generalization": "Generalization (%)",
     "log10_prior": r"$\log_{10} P(f)$",
@@ -37,32 +33,8 @@ PANELS = (("log10_prior", "generalization"), ("flatness", "generalization"), ("f
           ("flatness", "neg_log10_spectral_norm"))
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update(STYLE)
-    return plt
-
-
-def _save(fig, path: Path) -> list[Path]:
-    """Save ``fig`` as PNG and PDF next to each other (atomically, through :mod:`tfflat.runs`)."""
-    import io
-
-    out = []
-    for ext in ("png", "pdf"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=ext)
-        p = path.with_suffix(f".{ext}")
-        runs.atomic_write(p, buf.getvalue())
-        out.append(p)
-    return out
-
-
 def _annotate(ax, x, y) -> None:
-    c = stats.correlations(x, y)
+    c = correlations(x, y)
     if c["n"] >= 3 and np.isfinite(c["pearson_r"]):
         ax.text(0.03, 0.97, f"r = {c['pearson_r']:.2f}\nρ = {c['spearman_rho']:.2f}\nτ = {c['kendall_tau']:.2f}",
                 transform=ax.transAxes, va="top", ha="left", fontsize=6.5,
@@ -78,7 +50,7 @@ def _title(df, extra: str = "") -> str:
 
 def sweep_figures(df, out_dir) -> list[Path]:
     """Scatter panels of a sweep (see the module docstring); one PNG + PDF per (optimizer, overtrain)."""
-    plt = _plt()
+    plt = figures.pyplot()
     df = stats.derived(stats.usable(df))
     out_dir = runs.ensure_dir(out_dir)
     written = []
@@ -108,14 +80,14 @@ def sweep_figures(df, out_dir) -> list[Path]:
             cb = fig.colorbar(sc, ax=axes.ravel().tolist(), shrink=0.9, pad=0.02)
             cb.set_label("|A|")
         name = f"sweep_{opt}" + (f"_over{int(over)}" if over else "")
-        written += _save(fig, out_dir / name)
+        written += figures.save(fig, out_dir / name)
         plt.close(fig)
     return written
 
 
 def temporal_figures(df, out_dir) -> list[Path]:
     """Per trajectory: sharpness, log10 P(f), accuracy (and Hessian norm) against the epoch."""
-    plt = _plt()
+    plt = figures.pyplot()
     out_dir = runs.ensure_dir(out_dir)
     written = []
     for (opt, a, seed), g in df.groupby(["optimizer", "attack_size", "seed"], sort=True):
@@ -166,6 +138,6 @@ def temporal_figures(df, out_dir) -> list[Path]:
         if rescaled is not None:
             extra += f", α = {g['alpha'].dropna().iloc[0]:.3g} at epoch {rescaled:g}"
         axes[0].set_title(_title(g) + "\n" + extra)
-        written += _save(fig, out_dir / f"temporal_{opt}_A{a}_seed{seed}")
+        written += figures.save(fig, out_dir / f"temporal_{opt}_A{a}_seed{seed}")
         plt.close(fig)
     return written
