@@ -120,6 +120,9 @@ def load_npz(path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"data file {path} does not exist")
+    if not zipfile.is_zipfile(p):
+        raise UserError(f"cannot read {path} as an .npz file (it is not a zip archive); write it with "
+                        "np.savez(path, x_train=…, y_train=…, x_test=…, y_test=…)")
     try:
         with np.load(p, allow_pickle=False) as z:
             files = list(z.files)

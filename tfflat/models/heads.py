@@ -131,7 +131,7 @@ class Head:
         ok = np.isin(y, np.arange(self.classes))
         if not np.all(ok):
             want = "0 or 1" if self.binary else f"integers 0…{self.classes - 1}"
-            raise UserError(f"`{what}` holds the label {y[~ok][0]!r}; a {self.name} head with {self.outputs} "
+            raise UserError(f"`{what}` holds the label {y[~ok][0].item()!r}; a {self.name} head with {self.outputs} "
                             f"output unit(s) needs labels {want}")
         return y.astype(np.float32)
 
