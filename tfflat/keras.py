@@ -84,13 +84,24 @@ class FlatnessCallback(keras.callbacks.Callback):
         with self._writer.as_default():
             for k, v in values.items():
                 if math.isfinite(v):
-                    tf.summary.scalar(f"flatness/{k}", v, step=step)
+                    scalar(f"flatness/{k}", v, step)
         self._writer.flush()
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def scalar(tag: str, value: float, step: int) -> None:
+    """A TensorBoard scalar in the default summary writer: what ``tensorboard``'s ``tf.summary.scalar``
+    writes (a float32 tensor with the ``scalars`` plugin's metadata), without needing TensorBoard."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+                                           data_class=summary_pb2.DATA_CLASS_SCALAR)
+    tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=metadata)
 
 
 def _number(v) -> float:
