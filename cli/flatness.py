@@ -49,7 +49,7 @@ def sharpness(model, data_file, dataset, data_dir, train_size, test_size, data_s
     from tfflat.flatness import sharpness_of_run
     from tfflat.flatness.sharpness import settings_for
 
-    inputs = open_inputs(model, data_file, dataset, data_dir, train_size, test_size, data_seed)
+    inputs = open_inputs(model, data_file, dataset, data_dir, train_size, test_size, data_seed, head)
     given = dict(zeta=zeta, lr=lr, epochs=epochs, batch_size=batch_size, track=track, seed=seed, maxiter=maxiter)
     bar = Progress(f"sharpness ({method})", None, "epochs" if method == "sgd" else "iterations")
     callback = (lambda done, best: bar.update(done, f"max loss {best:.6g}")) if bar.enabled else None
@@ -106,7 +106,7 @@ def hessian(model, data_file, dataset, data_dir, train_size, test_size, data_see
     """
     from tfflat.flatness import hessian_measures, hessian_of_run
 
-    inputs = open_inputs(model, data_file, dataset, data_dir, train_size, test_size, data_seed)
+    inputs = open_inputs(model, data_file, dataset, data_dir, train_size, test_size, data_seed, head)
     bar = Progress("hessian", None, "Hessian-vector products")
     callback = bar.update if bar.enabled else None
     try:

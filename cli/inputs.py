@@ -52,7 +52,7 @@ class Inputs:
 
 
 def open_inputs(model_path, data_file=None, dataset=None, data_dir=None, train_size=None, test_size=None,
-                data_seed=0) -> Inputs:
+                data_seed=0, head=None) -> Inputs:
     """Open MODEL and the data it is measured on (one-line errors that name the missing piece)."""
     from tfflat import runs
     from tfflat.data.arrays import load_npz, task_arrays
@@ -68,6 +68,8 @@ def open_inputs(model_path, data_file=None, dataset=None, data_dir=None, train_s
         if opened.kind != "run":
             raise UserError(f"{model_path} is {opened.describe()}; give --data FILE.npz (arrays x_train, y_train, "
                             "optional x_test, y_test) or --dataset NAME --data-dir DIR")
+        if head is not None:
+            raise UserError("--head is for Keras models measured on --data; a run's network has one logit")
         return Inputs(opened, None, opened.run.task)
     arrays = load_npz(data_file) if data_file is not None else \
         task_arrays(dataset, data_dir, train_size, test_size, data_seed)

@@ -92,11 +92,11 @@ def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed,
             if model is not None:
                 from tfflat.prior import log_prior_of_model, log_prior_of_run
 
-                inputs = open_inputs(model, data_file, dataset, data_dir, train_size, test_size, data_seed)
+                inputs = open_inputs(model, data_file, dataset, data_dir, train_size, test_size, data_seed, head)
                 if inputs.arrays is None:
-                    if feature_layer is not None or sigma_w is not None or sigma_b is not None or head is not None:
-                        raise UserError("--feature-layer, --sigma-w, --sigma-b and --head are for Keras models; a run "
-                                        "knows its kernel (use --kernel)")
+                    if feature_layer is not None or sigma_w is not None or sigma_b is not None:
+                        raise UserError("--feature-layer, --sigma-w and --sigma-b are for Keras models; a run knows its "
+                                        "kernel (use --kernel)")
                     out_rec = log_prior_of_run(inputs.opened.run, kernel, likelihood, cache_dir=kernel_cache, delta=delta,
                                                method=method, tol=tol, max_sweeps=max_sweeps, samples=samples,
                                                seed=kernel_seed, save=True, progress=progress)

@@ -177,3 +177,11 @@ def test_record_keys_inputs_and_bad_requests():
         tfflat.measure(model, np.zeros((4, 5), np.float32), y[:4])
     with pytest.raises(UserError, match="label 2"):
         tfflat.measure(model, x, y + 1)
+
+
+def test_import_stays_light():
+    import subprocess
+    import sys
+
+    code = "import sys, tfflat; f = tfflat.measure; import tfflat.api; assert 'tensorflow' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

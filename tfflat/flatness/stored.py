@@ -37,7 +37,6 @@ def sharpness_of_run(run, method: str = "sgd", *, zeta: float | None = None, lr:
       ``stored`` (True when read back from the file) and ``file``. A stored result that had not converged
       warns again (:class:`~tfflat.flatness.sharpness.NotConvergedWarning`).
     """
-    from tfflat import runs
     from tfflat.flatness.sharpness import settings_for, sharpness, warn_not_converged
 
     run = _load(run)
