@@ -61,7 +61,7 @@ def ensure_dir(path) -> Path:
         probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe-", delete=True)
         probe.close()
     except OSError as err:
-        raise UserError(f"cannot write to {path}: {err.strerror or err}; choose another --out") from None
+        raise UserError(f"cannot write to {path}: {err.strerror or err}; choose another `out`") from None
     return path
 
 
