@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 
 import click
@@ -27,6 +28,33 @@ COMMANDS = {
     "temporal": "experiments:temporal",
     "plot": "plot:plot",
 }
+
+
+# Library errors name Python parameters in backticks (`zeta`); each maps to the command's option of the
+# same name (`batch_size` -> --batch-size) unless listed here.
+PARAM_FLAGS = {
+    "prior": {"seed": "--kernel-seed", "cache_dir": "--kernel-cache"},
+    "rescale": {"units": "--neuron-wise"},
+}
+
+
+def flag_text(message: str, argv=None, command: str | None = None) -> str:
+    """``message`` with each backticked Python parameter replaced by the invoked command's flag for it
+    (the command named, or the first command name in ``argv``)."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    name = command or next((a for a in argv if a in COMMANDS), None)
+    flags = {}
+    if name is not None:
+        try:
+            command = cli.get_command(None, name)
+        except Exception:  # noqa: BLE001 - a broken subcommand import must not hide the original error
+            command = None
+        for param in getattr(command, "params", []):
+            if isinstance(param, click.Option) and param.name:
+                longest = max(param.opts, key=len)
+                flags.setdefault(param.name, longest)
+        flags.update(PARAM_FLAGS.get(name, {}))
+    return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", lambda m: flags.get(m.group(1), m.group(1)), str(message))
 
 
 class LazyGroup(click.Group):
@@ -81,7 +109,7 @@ def main(argv=None) -> None:
     try:
         cli.main(args=argv, prog_name="tfflat", standalone_mode=False)
     except UserError as err:
-        click.echo(f"error: {err}", err=True)
+        click.echo(f"error: {flag_text(err, argv)}", err=True)
         sys.exit(2)
     except IncompleteError as err:
         click.echo(f"incomplete: {err}", err=True)

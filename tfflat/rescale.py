@@ -29,13 +29,13 @@ def _hidden_pair(model, layer: int):
     dense = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
     hidden = len(dense) - 1
     if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool):
-        raise UserError(f"--layer must be an integer, got {layer!r}")
+        raise UserError(f"`layer` must be an integer, got {layer!r}")
     if hidden < 1:
         raise UserError(f"model {model.name!r} has no hidden Dense layer to rescale; α-rescaling applies "
-                        "to fully connected ReLU networks (--model fcn…)")
+                        "to fully connected ReLU networks")
     if not 1 <= layer <= hidden:
         what = "the output layer" if layer == hidden + 1 else "out of range"
-        raise UserError(f"--layer {layer} is {what}: rescaling needs a hidden Dense layer followed by "
+        raise UserError(f"`layer` {layer} is {what}: rescaling needs a hidden Dense layer followed by "
                         f"another Dense; choose 1…{hidden}")
     first = dense[layer - 1]
     if first.activation not in (keras.activations.relu, keras.activations.linear):
@@ -55,7 +55,7 @@ def _hidden_pair(model, layer: int):
 def _check_alpha(alpha) -> np.ndarray:
     a = np.asarray(alpha, np.float64)
     if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
-        raise UserError(f"--alpha must be finite and > 0 (ReLU is only positively homogeneous), got {alpha}")
+        raise UserError(f"`alpha` must be finite and > 0 (ReLU is only positively homogeneous), got {alpha}")
     return a
 
 
@@ -102,7 +102,7 @@ def rescale_neurons(model, layer: int, units, alpha) -> dict:
     except (TypeError, ValueError):
         raise UserError(f"units must be integers, got {units!r}") from None
     if idx.size == 0:
-        raise UserError("no units given; name the hidden units to rescale, e.g. --neuron-wise 0,3,5")
+        raise UserError("no units given (`units`); name the hidden units to rescale, e.g. 0,3,5")
     if idx.min() < 0 or idx.max() >= width:
         raise UserError(f"unit indices must be in 0…{width - 1} for layer {layer} ({first.name}), got "
                         f"{idx.min() if idx.min() < 0 else idx.max()}")
@@ -131,7 +131,7 @@ def parse_units(text: str) -> list[int]:
         try:
             out.extend(range(int(lo), int(hi) + 1) if sep else [int(part)])
         except ValueError:
-            raise UserError(f"--neuron-wise {text!r}: write unit indices like 0,3,5-7") from None
+            raise UserError(f"`units` {text!r}: write unit indices like 0,3,5-7") from None
     return out
 
 
@@ -148,13 +148,13 @@ def rescale_run(run_dir, out, alpha: float, layer: int, units=None) -> dict:
     from pathlib import Path
 
     from tfflat import runs
-    from tfflat.training import predict_logits
+    from tfflat.models.heads import predict_logits
 
     run = runs.load(run_dir)
     if Path(out).resolve() == run.path.resolve():
-        raise UserError(f"--out {out} is the run being rescaled; choose a new directory")
+        raise UserError(f"`out` {out} is the run being rescaled; choose a new directory")
     if (Path(out) / runs.RUN_FILE).exists():
-        raise UserError(f"{out} already holds a run; choose another --out or delete it")
+        raise UserError(f"{out} already holds a run; choose another `out` or delete it")
     s = run.splits
     x = np.concatenate([s.x_train, s.x_attack, s.x_test])
     before = predict_logits(run.model, x)
@@ -168,3 +168,48 @@ def rescale_run(run_dir, out, alpha: float, layer: int, units=None) -> dict:
     meta.pop("versions", None)
     runs.save(out, run.model, meta)
     return {**record, "run_dir": str(out)}
+
+
+def rescale_model_file(model_path, out, alpha: float, layer: int, units=None, x=None, seed: int = 0) -> dict:
+    """Rescale a saved Keras model (a ``.keras`` file or the newest of a ModelCheckpoint folder) and save
+    the result as the new ``.keras`` file ``out``; the source file is not changed.
+
+    The record's check (as for :func:`rescale_run`) is on ``x`` when given, else on 256 standard-normal
+    inputs of the model's input shape (drawn from ``seed``).
+    Returns:
+      The record (with ``"from"`` and ``"file"``).
+    """
+    from pathlib import Path
+
+    from tfflat import runs
+    from tfflat.data.arrays import example_shape
+    from tfflat.models.heads import predict_logits
+
+    out = Path(out)
+    if out.suffix != ".keras":
+        raise UserError(f"`out` {out} must be a .keras file for a rescaled Keras model")
+    if out.exists():
+        raise UserError(f"{out} already exists; choose another `out` or delete it")
+    opened = runs.open_model(model_path, data=False)
+    if opened.kind == "savedmodel":
+        raise UserError(f"{model_path} is a SavedModel: its weights are baked into a traced graph; rescale the Keras "
+                        "model (a .keras file)")
+    if opened.kind == "run":
+        raise UserError(f"{model_path} is a tfflat run; rescale it with rescale_run (a new run directory)")
+    if opened.file is not None and out.resolve() == opened.file.resolve():
+        raise UserError(f"`out` {out} is the model being rescaled; choose a new file")
+    model = opened.model
+    if x is None:
+        shape = example_shape(model)
+        if shape is None or any(s is None for s in shape):
+            raise UserError(f"model {model.name!r} does not fix its input shape; give data to check the rescaling on")
+        x = np.random.default_rng(seed).standard_normal((256,) + tuple(shape)).astype(np.float32)
+    before = predict_logits(model, x)
+    record = (rescale_layer(model, layer, alpha) if units is None else rescale_neurons(model, layer, units, alpha))
+    after = predict_logits(model, x)
+    scale = float(np.max(np.abs(before))) or 1.0
+    flips = (np.argmax(after, 1) != np.argmax(before, 1)) if np.ndim(before) == 2 else ((after >= 0) != (before >= 0))
+    record.update({"from": str(opened.file), "max_rel_logit_change": float(np.max(np.abs(after - before)) / scale),
+                   "labels_changed": int(np.sum(flips)), "checked_on": len(x)})
+    runs.save_model(out, model)
+    return {**record, "file": str(out)}

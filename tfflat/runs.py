@@ -3,6 +3,9 @@
 A run is ``RUN/model.keras`` + ``RUN/run.json`` (config, seed, data source and S/A/E indices,
 package versions, zero-error epoch, accuracies, history). Later measurements add their own
 JSON files next to it (``flatness.json``, ``prior.json``) through :func:`write_json`.
+
+:func:`open_model` opens any model a user points at: a run, a ``.keras`` file, a folder written by
+``keras.callbacks.ModelCheckpoint`` (its newest ``.keras`` file) or a SavedModel folder.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def ensure_dir(path) -> Path:
         probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe-", delete=True)
         probe.close()
     except OSError as err:
-        raise UserError(f"cannot write to {path}: {err.strerror or err}; choose another --out") from None
+        raise UserError(f"cannot write to {path}: {err.strerror or err}; choose another `out`") from None
     return path
 
 
@@ -193,6 +196,109 @@ def load(run_dir, data: bool = True) -> Run:
                          target=src.get("target", "random"))
         splits = take(task, meta["indices"])
     return Run(run_dir, meta, model, splits)
+
+
+@dataclass
+class Opened:
+    """A model a user pointed at: ``kind`` is ``run``, ``keras`` (a ``.keras`` file, possibly the newest
+    of a checkpoint folder) or ``savedmodel``; ``run`` is the :class:`Run` for a run."""
+
+    path: Path
+    kind: str
+    model: object
+    run: Run | None = None
+    file: Path | None = None
+
+    def describe(self) -> str:
+        return {"run": "a tfflat run", "keras": "a Keras file", "savedmodel": "a SavedModel folder"}[self.kind]
+
+
+def is_run(path) -> bool:
+    path = Path(path)
+    return (path / RUN_FILE).is_file() and (path / MODEL_FILE).is_file()
+
+
+def load_keras(path):
+    """``keras.models.load_model`` in safe mode (no code from the file runs), compiled when its loss can
+    be rebuilt (the head reads ``from_logits``), else uncompiled."""
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=True, safe_mode=True)
+    except Exception:  # noqa: BLE001 - an unknown custom loss or metric: retry without the training config
+        pass
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as err:  # noqa: BLE001 - Keras raises many types for bad files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load the Keras model {path}: {first}") from None
+
+
+def open_model(path, data: bool = True) -> Opened:
+    """The model at ``path``: a tfflat run (with its splits unless ``data=False``), a ``.keras`` file,
+    a ``ModelCheckpoint`` folder (the newest ``.keras`` file in it) or a SavedModel folder (inference
+    only: its weights are baked into a traced graph)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist; give a tfflat run directory, a .keras file, a ModelCheckpoint "
+                        "folder or a SavedModel folder")
+    if path.is_file():
+        if path.suffix == ".keras":
+            return Opened(path, "keras", load_keras(path), file=path)
+        if path.name.endswith((".weights.h5", ".h5", ".hdf5")):
+            raise UserError(f"{path} is an HDF5 file ({'weights only' if '.weights.' in path.name else 'legacy format'}"
+                            "); tfflat reads .keras files: save the model with model.save('model.keras')")
+        raise UserError(f"{path} is not a model file; give a .keras file, a run directory, a ModelCheckpoint folder "
+                        "or a SavedModel folder")
+    if is_run(path):
+        run = load(path, data=data)
+        return Opened(path, "run", run.model, run, path / MODEL_FILE)
+    if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
+        return Opened(path, "savedmodel", _savedmodel(path))
+    files = sorted(path.glob("*.keras"), key=lambda p: (p.stat().st_mtime, p.name))
+    if files:
+        return Opened(path, "keras", load_keras(files[-1]), file=files[-1])
+    if (path / RUN_FILE).is_file():
+        raise UserError(f"{path} is not a complete tfflat run (no {MODEL_FILE}); give the --out directory of "
+                        "`tfflat train`")
+    if (path / "checkpoint").is_file() or any(path.glob("*.index")):
+        raise UserError(f"{path} is a tf.train.Checkpoint: it holds variables without the architecture; save the "
+                        "model with model.save('model.keras') (or ModelCheckpoint(…'.keras')) and give that")
+    if any(path.glob("*.weights.h5")) or any(path.glob("*.h5")):
+        raise UserError(f"{path} holds only weights files (.h5); save whole models with "
+                        "ModelCheckpoint('ckpt/epoch{epoch}.keras') and give that folder")
+    raise UserError(f"{path} is not a tfflat run, a ModelCheckpoint folder (no .keras file) or a SavedModel "
+                    f"(no saved_model.pb); train one with `tfflat train --out {path}` or give a .keras file")
+
+
+def _savedmodel(path: Path):
+    """A SavedModel's serving function as a Keras model (inference only)."""
+    import keras
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+        endpoints = list(getattr(loaded, "signatures", {}) or {})
+        endpoint = "serve" if hasattr(loaded, "serve") else ("serving_default" if "serving_default" in endpoints
+                                                             else (endpoints[0] if endpoints else None))
+        if endpoint is None:
+            raise UserError(f"the SavedModel {path} has no serving function")
+        fn = getattr(loaded, endpoint, None) or loaded.signatures[endpoint]
+        spec = fn.input_signature[0] if getattr(fn, "input_signature", None) else \
+            list(fn.structured_input_signature[1].values())[0]
+        layer = keras.layers.TFSMLayer(str(path), call_endpoint=endpoint)
+        inputs = keras.Input(tuple(spec.shape[1:]), dtype=spec.dtype)
+        out = layer(inputs)
+        if isinstance(out, dict):
+            if len(out) != 1:
+                raise UserError(f"the SavedModel {path} returns {len(out)} outputs; tfflat measures one")
+            out = next(iter(out.values()))
+        return keras.Model(inputs, out, name=path.name)
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - TensorFlow raises many types for foreign SavedModels
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load the SavedModel {path}: {first}") from None
 
 
 def update(run_dir, name: str, result: dict) -> Path:

@@ -1,12 +1,15 @@
 """Flatness of a trained network (SPEC §4): Keskar sharpness and the Hessian spectrum of the loss on S.
 
-Both measure the mean sigmoid cross-entropy on S with the network in inference mode (BatchNorm on
-its moving statistics) and leave the model's weights untouched.
+Both measure the mean cross-entropy of the model's head on S (:mod:`tfflat.models.heads`: one logit,
+a final sigmoid's pre-activation, two outputs, K classes) with the network in inference mode
+(BatchNorm on its moving statistics) and leave the model's weights untouched. For a saved run,
+:func:`sharpness_of_run` and :func:`hessian_of_run` add Table 1's settings and a result cache.
 """
 
 from tfflat.flatness.hessian import (HVP, HessianResult, hessian_measures, hutchinson_trace, hvp, spectral_norm,
                                      top_eigenvalues)
-from tfflat.flatness.sharpness import SharpnessResult, sharpness
+from tfflat.flatness.sharpness import NotConvergedWarning, SharpnessResult, sharpness
+from tfflat.flatness.stored import hessian_of_run, sharpness_of_run
 
-__all__ = ["HVP", "HessianResult", "SharpnessResult", "hessian_measures", "hutchinson_trace", "hvp", "sharpness",
-           "spectral_norm", "top_eigenvalues"]
+__all__ = ["HVP", "HessianResult", "NotConvergedWarning", "SharpnessResult", "hessian_measures", "hessian_of_run",
+           "hutchinson_trace", "hvp", "sharpness", "sharpness_of_run", "spectral_norm", "top_eigenvalues"]

@@ -1,6 +1,7 @@
 """Hessian measures of flatness (paper §2.2, App. E, Fig. S9): spectrum of H = ∇²L(w) without forming H.
 
-L is the mean sigmoid CE on S of :mod:`tfflat.flatness.objective` (network in inference mode:
+L is the mean cross-entropy on S of the model's head (:mod:`tfflat.flatness.objective`: one logit,
+a final sigmoid's pre-activation, z₁ − z₀, or K-class softmax CE; network in inference mode:
 BatchNorm on its moving statistics; w = the trainable weights). Everything is built on one
 compiled Hessian-vector product (forward-over-reverse: the JVP of the gradient), summed over S in
 chunks. From it:
@@ -38,8 +39,8 @@ class HVP:
     ``callback(matvecs)``, if set, is called after each.
     """
 
-    def __init__(self, model, x, y, eval_batch: int | None = None):
-        self.problem = objective.problem(model, x, y, eval_batch)
+    def __init__(self, model, x, y=None, eval_batch: int | None = None, head=None):
+        self.problem = objective.problem(model, x, y, eval_batch, head=head)
         self._fn = objective.compiled(self.problem, "hvp", _hvp)
         self.size = self.problem.size
         self.matvecs = 0
@@ -70,17 +71,18 @@ class HVP:
         return (h + h.T) / 2
 
 
-def hvp(model, x, y, eval_batch: int | None = None) -> HVP:
-    """The Hessian-vector product of the mean sigmoid CE on (x, y) at ``model``'s current weights.
+def hvp(model, x, y=None, eval_batch: int | None = None, *, head=None) -> HVP:
+    """The Hessian-vector product of the mean cross-entropy on (x, y) at ``model``'s current weights.
 
     Args:
-      model: a built Keras model with one logit (evaluated with ``training=False``).
-      x, y: inputs (n, …) and 0/1 labels (n,).
+      model: a built Keras classifier (evaluated with ``training=False``; see :mod:`tfflat.models.heads`).
+      x, y: inputs (n, …) and labels (n,), arrays or tensors, or a ``tf.data.Dataset`` of (x, y) as ``x``.
       eval_batch: examples per forward chunk (default: all for dense networks, 256 otherwise).
+      head: the model's head (read from the model by default).
     Returns:
       :class:`HVP`: ``hvp(model, x, y)(v)`` is H v, float64 of shape (p,).
     """
-    return HVP(model, x, y, eval_batch)
+    return HVP(model, x, y, eval_batch, head)
 
 
 def _hvp(template, jit):
@@ -184,29 +186,31 @@ class HessianResult:
         return {**asdict(self), "eigenvalues": [float(e) for e in self.eigenvalues]}
 
 
-def hessian_measures(model, x, y, top_k: int = defaults.HESSIAN_TOP_K, seed: int = 0, *,
+def hessian_measures(model, x, y=None, top_k: int = defaults.HESSIAN_TOP_K, seed: int = 0, *,
                      probes: int = defaults.HESSIAN_PROBES, tol: float = EIGSH_TOL,
-                     eval_batch: int | None = None, callback=None) -> HessianResult:
+                     eval_batch: int | None = None, head=None, callback=None) -> HessianResult:
     """Top-k eigenvalues, spectral norm, log10 top-k product and Hutchinson trace of ∇²L (App. E).
 
     Args:
-      model: a built Keras model with one logit (evaluated with ``training=False``).
-      x, y: the data S: inputs (n, …) and 0/1 labels (n,).
+      model: a built Keras classifier (evaluated with ``training=False``; see :mod:`tfflat.models.heads`).
+      x, y: the data S: inputs (n, …) and labels (n,), arrays or tensors, or a ``tf.data.Dataset`` of
+        (x, y) as ``x``.
       top_k: how many of the largest eigenvalues (the paper: 50); at most the number of parameters.
       seed: ARPACK start vectors and the Rademacher probes.
       probes: Hutchinson probes (0 skips the trace).
       tol: ARPACK's relative accuracy per eigenvalue.
       eval_batch: examples per forward chunk.
+      head: the model's head (read from the model by default).
       callback: ``callback(matvecs)`` after every Hessian-vector product (progress).
     Returns:
       :class:`HessianResult`.
     """
     t0 = time.perf_counter()
-    h = hvp(model, x, y, eval_batch)
+    h = hvp(model, x, y, eval_batch, head=head)
     h.callback = callback
     top_k = _check_k(top_k, h.size)
     if probes < 0:
-        raise UserError(f"--probes must be ≥ 0, got {probes}")
+        raise UserError(f"`probes` must be ≥ 0, got {probes}")
     values = top_eigenvalues(h, top_k, seed, tol)
     norm = spectral_norm(h, seed, tol, top=values[0])
     positive = values[values > 0]
@@ -218,6 +222,7 @@ def hessian_measures(model, x, y, top_k: int = defaults.HESSIAN_TOP_K, seed: int
         positive=int(len(positive)), trace=trace, trace_stderr=stderr, loss=loss, matvecs=h.matvecs,
         seconds=time.perf_counter() - t0,
         settings={"top_k": top_k, "probes": int(probes), "seed": int(seed), "tol": float(tol),
+                  "head": h.problem.head.name,
                   "examples": h.problem.n, "parameters": h.size})
 
 
@@ -231,6 +236,6 @@ def _one_blas_thread():
 def _check_k(k, size: int) -> int:
     k = int(k)
     if k < 1 or k > size:
-        raise UserError(f"--top-k must be between 1 and the number of parameters ({size}), got {k}")
+        raise UserError(f"`top_k` must be between 1 and the number of parameters ({size}), got {k}")
     return k
 

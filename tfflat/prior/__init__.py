@@ -4,7 +4,8 @@
   empirical kernel of eq. (7) for any Keras model;
 - :mod:`tfflat.prior.ep` — Expectation Propagation for ln P(f), Heaviside or probit likelihood;
 - :mod:`tfflat.prior.bounds` — the PAC-Bayes bound of eq. (4);
-- :mod:`tfflat.prior.prior` — f of a run, the matching kernel (content-keyed cache), the whole pipeline.
+- :mod:`tfflat.prior.prior` — f of a run or of any Keras binary classifier, the matching kernel
+  (content-keyed cache), the whole pipeline.
 
 Names are imported lazily (TensorFlow loads only when a kernel or EP runs).
 """
@@ -17,6 +18,8 @@ _EXPORTS = {
     "pac_bayes_bound": "bounds",
     "kernel_for": "prior", "kernel_params": "prior", "kernel_key": "prior", "log_prior": "prior",
     "function_of_run": "prior", "log_prior_of_run": "prior", "KERNELS": "prior",
+    "function_of_model": "prior", "log_prior_of_model": "prior", "model_kernel_params": "prior",
+    "kernel_of_model": "prior", "KernelScaleWarning": "prior", "fcn_structure": "kernels",
 }
 
 __all__ = sorted(_EXPORTS)  # noqa: PLE0605

@@ -6,6 +6,12 @@ A sweep computes the kernel once and calls EP per run::
     k = kernel_for(spec, x, cache_dir="runs/kernels")          # x = S + E inputs
     for run in runs:
         res = log_prior(k, labels_of(run), train_size=500, check=False)
+
+Any Keras binary classifier: :func:`log_prior_of_model` (the analytic kernel when the model is a
+plain ReLU FCN, read from its layers and initialisers; else the empirical kernel of eq. (7) of the
+model's own architecture). The prior is that of a binary function (the sign of one GP logit); a
+K-class model is refused with a :class:`~tfflat.errors.UserError`. A two-output model's logit
+z₁ − z₀ is the difference of two i.i.d. GP outputs, so its kernel is twice one output's.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -24,6 +31,25 @@ from tfflat.errors import UserError
 
 KERNELS = ("auto", "analytic", "empirical")
 KERNEL_VERSION = 1        # bump when a kernel's definition or numerics change: old cache files stop matching
+PROBIT_MIN_VARIANCE = 0.1  # below this median prior variance the probit's unit noise swamps the GP (warning)
+
+
+class KernelScaleWarning(UserWarning):
+    """The kernel's variance is so small against the probit likelihood's unit noise that log P(f)
+    hardly depends on f."""
+
+
+def check_scale(kernel: np.ndarray, likelihood: str) -> None:
+    """Warn when the probit result would be meaningless: its likelihood Φ(z) adds unit-variance noise
+    to the GP (probit = Heaviside with K + I), so for a kernel of variance ≪ 1 every f gets about 2⁻ⁿ.
+    (The Heaviside orthant probability does not depend on the kernel's scale.)"""
+    if likelihood != "probit":
+        return
+    med = float(np.median(np.diagonal(kernel)))
+    if med < PROBIT_MIN_VARIANCE:
+        warnings.warn(f"the kernel's median prior variance is {med:.3g}, far below the probit likelihood's unit noise "
+                      "variance: log P(f) then hardly depends on f; use likelihood='heaviside' (scale-free) or the "
+                      "σw, σb of the prior you mean", KernelScaleWarning, stacklevel=3)
 
 
 def kernel_params(spec: dict, kernel: str = "auto", *, task: str | None = None, samples: int | None = None,
@@ -33,7 +59,7 @@ def kernel_params(spec: dict, kernel: str = "auto", *, task: str | None = None, 
     ``auto`` is the analytic arc-cosine kernel for FCNs and the empirical kernel (eq. 7) otherwise.
     """
     if kernel not in KERNELS:
-        raise UserError(f"unknown kernel {kernel!r}; choose {', '.join(KERNELS)}")
+        raise UserError(f"unknown `kernel` {kernel!r}; choose {', '.join(KERNELS)}")
     kind = spec.get("kind")
     if kernel == "auto":
         kernel = "analytic" if kind == "fcn" else "empirical"
@@ -42,7 +68,7 @@ def kernel_params(spec: dict, kernel: str = "auto", *, task: str | None = None, 
     if kernel == "analytic":
         if kind != "fcn":
             raise UserError(f"the analytic kernel exists only for fully connected ReLU networks, not {kind!r}; "
-                            "use --kernel empirical")
+                            "use `kernel`='empirical'")
         return {"kind": "analytic", "depth": len(spec["widths"]), "sigma_w": sigma_w, "sigma_b": sigma_b,
                 "version": KERNEL_VERSION}
     if samples is None and n is not None:
@@ -92,8 +118,14 @@ def kernel_for(spec: dict, x, kernel: str = "auto", *, task: str | None = None, 
     """
     x = np.asarray(x, np.float32)
     params = kernel_params(spec, kernel, task=task, samples=samples, seed=seed, n=len(x))
-    if cache_dir is None:
-        return compute_kernel(x, params, progress)
+    return cached_kernel(x, params, lambda: compute_kernel(x, params, progress), cache_dir)
+
+
+def cached_kernel(x: np.ndarray, params: dict, compute: Callable[[], np.ndarray], cache_dir=None) -> np.ndarray:
+    """``compute()``, or the file ``<kind>-<sha256>.npy`` in ``cache_dir`` keyed by the input bytes and
+    ``params`` (``params["cacheable"] is False``: never cached). Unreadable files are recomputed."""
+    if cache_dir is None or params.get("cacheable") is False:
+        return compute()
     from tfflat import runs
 
     path = Path(cache_dir) / f"{params['kind']}-{kernel_key(x, params)[:40]}.npy"
@@ -104,7 +136,7 @@ def kernel_for(spec: dict, x, kernel: str = "auto", *, task: str | None = None, 
                 return k
         except (OSError, ValueError):
             pass        # corrupt or truncated: recompute below
-    k = compute_kernel(x, params, progress)
+    k = compute()
     with runs.atomic_open(path, "wb") as fh:
         np.save(fh, k, allow_pickle=False)
     runs.write_json(path.with_suffix(".json"), {**params, "n": len(x), "file": path.name})
@@ -145,12 +177,11 @@ def function_of_run(run) -> tuple[np.ndarray, np.ndarray, dict]:
       (x, f, info): inputs of S then E, the 0/1 labels, and counts (|S|, |E|, and how many S labels the
       network gets wrong — 0 at the zero-error epoch).
     """
-    from tfflat.training import predict_logits
+    from tfflat.models.heads import LOGIT, predict_logits
 
     sp = run.splits
     x = np.concatenate([sp.x_train, sp.x_test]).astype(np.float32)
-    logits = predict_logits(run.model, x)
-    pred = (logits >= 0).astype(np.int8)
+    pred = LOGIT.predict(predict_logits(run.model, x)).astype(np.int8)
     n_s = len(sp.y_train)
     f = np.concatenate([np.asarray(sp.y_train, np.int8), pred[n_s:]])
     info = {"S": n_s, "E": len(sp.y_test), "train_errors": int(np.sum(pred[:n_s] != sp.y_train)),
@@ -160,7 +191,7 @@ def function_of_run(run) -> tuple[np.ndarray, np.ndarray, dict]:
 
 def log_prior_of_run(run, kernel: str = "auto", likelihood: str = "heaviside", *, cache_dir=None,
                      delta: float = defaults.PAC_BAYES_DELTA, method: str = "sequential", tol: float | None = None,
-                     max_sweeps: int | None = None, samples: int | None = None, seed: int = 0,
+                     max_sweeps: int | None = None, samples: int | None = None, seed: int = 0, save: bool = False,
                      progress: Callable[[str, int, int | None, float | None], None] | None = None) -> dict:
     """log P(f) of a run's function on S + E, with the kernel that matches its model.
 
@@ -171,11 +202,14 @@ def log_prior_of_run(run, kernel: str = "auto", likelihood: str = "heaviside", *
       cache_dir: kernel cache directory (see :func:`kernel_for`).
       delta, method, tol, max_sweeps: see :func:`log_prior`.
       samples, seed: empirical kernel settings.
+      save: merge the result into ``RUN/prior.json`` (whose ``by_likelihood`` keeps one summary per
+        likelihood), atomically.
       progress: ``progress(stage, done, total, value)`` with stage ``"kernel"`` (samples) or ``"ep"``
         (sweeps, ln Z).
     Returns:
       The :func:`log_prior` dict plus ``kernel`` (its parameters and cache key), ``function`` (|S|, |E|,
-      training errors, test accuracy, SHA-256 of f) and ``seconds``.
+      training errors, test accuracy, SHA-256 of f) and ``seconds`` (with ``save``: ``by_likelihood``,
+      ``versions`` and ``file``).
     """
     from tfflat import runs
 
@@ -189,11 +223,190 @@ def log_prior_of_run(run, kernel: str = "auto", likelihood: str = "heaviside", *
     kprog = (lambda d, t: progress("kernel", d, t, None)) if progress else None
     k = kernel_for(spec, x, params["kind"], task=task, samples=samples, seed=seed, cache_dir=cache_dir,
                    progress=kprog)
+    check_scale(k, likelihood)
     eprog = (lambda s, lz: progress("ep", s, None, lz)) if progress else None
     out = log_prior(k, f, likelihood, train_size=info["S"], delta=delta, method=method, tol=tol,
                     max_sweeps=max_sweeps, check=False, progress=eprog)   # PSD by construction
     shown = {key: val for key, val in params.items() if key != "model_spec"}
     out["kernel"] = {**shown, "key": kernel_key(x, params)}
     out["function"] = {**info, "sha256": hashlib.sha256(f.tobytes()).hexdigest()}
+    out["seconds"] = time.perf_counter() - t0
+    if save:
+        out = save_to_run(run.path, out, likelihood)
+    return out
+
+
+def save_to_run(run_dir, out: dict, likelihood: str) -> dict:
+    """Merge a result into ``RUN/prior.json``: the latest result in full, and one summary per likelihood."""
+    from tfflat import runs
+
+    path = Path(run_dir) / "prior.json"
+    previous = runs.read_json(path) if path.is_file() else {}
+    by_lik = dict(previous.get("by_likelihood", {}))
+    by_lik[likelihood] = {k: out[k] for k in ("log10_prior", "ln_prior", "pac_bayes_bound", "converged")}
+    record = {**out, "by_likelihood": by_lik, "versions": runs.versions()}
+    runs.update(run_dir, "prior", record)
+    return {**record, "file": str(path)}
+
+
+# ---- any Keras binary classifier ----------------------------------------------------------------------
+
+def function_of_model(model, x_train, y_train=None, x_test=None, y_test=None, *, head=None):
+    """f of ``model`` on S + E: the true labels ``y_train`` on S, the model's labels on E = ``x_test``.
+
+    Returns:
+      (x, f, info, head): the inputs of S then E (float32), f (int8 0/1), counts and accuracies, and the
+      model's :class:`~tfflat.models.heads.Head`. A K-class model is a :class:`UserError`: P(f) is the
+      prior of a binary function.
+    """
+    from tfflat.data.arrays import as_arrays, check_inputs
+    from tfflat.models import heads
+
+    xs, ys = as_arrays(x_train, y_train, model=model, names=("x_train", "y_train"))
+    if ys is None:
+        raise UserError("`y_train` is missing: f takes the true labels on S")
+    check_inputs(xs, model, "x_train")
+    xe, ye = (np.zeros((0,) + xs.shape[1:], np.float32), None) if x_test is None else \
+        as_arrays(x_test, y_test, model=model, names=("x_test", "y_test"))
+    check_inputs(xe, model, "x_test")
+    h, net = heads.resolve(model, head, xs)
+    if not h.binary:
+        raise UserError(f"log P(f) is the prior of a binary function (the sign of one GP logit, SPEC §5); model "
+                        f"{model.name!r} has a {h.classes}-class {h.name} head. Measure its sharpness and Hessian, or "
+                        "the prior of a binary classifier (e.g. digit ≥ 5)")
+    ys = h.check_labels(ys, "y_train").astype(np.int8)
+    pred_s = h.predict(heads.predict_logits(net, xs)).astype(np.int8)
+    pred_e = h.predict(heads.predict_logits(net, xe)).astype(np.int8) if len(xe) else np.zeros(0, np.int8)
+    info = {"S": len(xs), "E": len(xe), "train_errors": int(np.sum(pred_s != ys)),
+            "train_accuracy": float(np.mean(pred_s == ys)), "test_accuracy": None}
+    if ye is not None and len(xe):
+        info["test_accuracy"] = float(np.mean(pred_e == h.check_labels(ye, "y_test")))
+    return np.concatenate([xs, xe]), np.concatenate([ys, pred_e]), info, h
+
+
+def _architecture(model) -> str | None:
+    """SHA-256 of a model's configuration (its architecture and initialisers), or None when it has none."""
+    try:
+        config = model.get_config()
+        text = json.dumps({"class": type(model).__name__, "config": config}, sort_keys=True, default=str)
+    except Exception:  # noqa: BLE001 - subclassed models without a serialisable config
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def model_kernel_params(model, kernel: str = "auto", *, head=None, feature_layer=None, sigma_w=None,
+                        sigma_b=None, samples: int | None = None, seed: int = 0, n: int | None = None) -> dict:
+    """The kernel of a Keras binary classifier (what the cache key hashes).
+
+    ``auto``: the analytic arc-cosine kernel when the model is a plain ReLU FCN (per-layer σw, σb read
+    from its initialisers, :func:`tfflat.prior.kernels.fcn_structure`), else the empirical kernel of
+    eq. (7) with σw, σb read from the readout layer's initialisers (or given). ``scale`` is 2 for a
+    two-output head (z₁ − z₀ of two i.i.d. outputs), else 1.
+    """
+    from tfflat.models import heads
+    from tfflat.prior import kernels
+
+    if kernel not in KERNELS:
+        raise UserError(f"unknown `kernel` {kernel!r}; choose {', '.join(KERNELS)}")
+    h = heads.detect(model, head)
+    scale = 2.0 if h.outputs == 2 else 1.0
+    fcn, why = kernels.fcn_structure(model) if feature_layer is None else (None, "a `feature_layer` was chosen")
+    if kernel == "auto":
+        kernel = "analytic" if fcn is not None else "empirical"
+    if kernel == "analytic":
+        if fcn is None:
+            raise UserError(f"the analytic NNGP kernel needs a plain ReLU FCN: {why}; use `kernel`='empirical'")
+        depth = fcn["depth"]
+        sw = fcn["sigma_w"] if sigma_w is None else [float(sigma_w)] * (depth + 1)
+        sb = fcn["sigma_b"] if sigma_b is None else [float(sigma_b)] * (depth + 1)
+        return {"kind": "analytic", "depth": depth, "sigma_w": sw, "sigma_b": sb, "scale": scale,
+                "version": KERNEL_VERSION}
+    name = getattr(feature_layer, "name", feature_layer)
+    if name is not None and (sigma_w is None or sigma_b is None) and not _feeds_readout(model, name):
+        raise UserError(f"the feature layer {name!r} does not feed model {model.name!r}'s last Dense layer directly; "
+                        "give `sigma_w` and `sigma_b`, the scales of the readout from it")
+    sw, sb = kernels.readout_sigmas(model, sigma_w, sigma_b)
+    if samples is None and n is not None:
+        samples = max(1, round(defaults.EMPIRICAL_KERNEL_FRACTION * n))
+    arch = _architecture(model)
+    return {"kind": "empirical", "architecture": arch, "feature_layer": name, "samples": samples, "seed": int(seed),
+            "sigma_w": sw, "sigma_b": sb, "scale": scale, "version": KERNEL_VERSION, "cacheable": arch is not None}
+
+
+def _feeds_readout(model, name: str) -> bool:
+    from tfflat.models.heads import is_graph
+    from tfflat.prior import kernels
+
+    if not is_graph(model):
+        return False
+    try:
+        return kernels.readout(model).input._keras_history[0].name == name
+    except (AttributeError, ValueError):
+        return False
+
+
+def kernel_of_model(model, x, params: dict, progress: Callable[[int, int], None] | None = None,
+                    cache_dir=None) -> np.ndarray:
+    """The kernel :func:`model_kernel_params` describes, on inputs ``x`` (from ``cache_dir`` when possible)."""
+    from tfflat.prior import kernels
+
+    x = np.asarray(x, np.float32)
+
+    def compute():
+        if params["kind"] == "analytic":
+            k = kernels.nngp_kernel(x, params["depth"], params["sigma_w"], params["sigma_b"])
+        else:
+            k = kernels.empirical_kernel(x, model, params["samples"], sigma_w=params["sigma_w"],
+                                         sigma_b=params["sigma_b"], seed=params["seed"],
+                                         feature_layer=params["feature_layer"], progress=progress)
+        if params["scale"] != 1.0:
+            k *= params["scale"]
+        return k
+
+    return cached_kernel(x, params, compute, cache_dir)
+
+
+def log_prior_of_model(model, x_train, y_train=None, x_test=None, y_test=None, *, head=None, kernel: str = "auto",
+                       likelihood: str = "heaviside", feature_layer=None, sigma_w=None, sigma_b=None,
+                       samples: int | None = None, seed: int = 0, cache_dir=None,
+                       delta: float = defaults.PAC_BAYES_DELTA, method: str = "sequential", tol: float | None = None,
+                       max_sweeps: int | None = None,
+                       progress: Callable[[str, int, int | None, float | None], None] | None = None) -> dict:
+    """log P(f) of any Keras binary classifier's function on S + E (true labels on S, its labels on E).
+
+    Args:
+      model: a Keras binary classifier: one logit, a final sigmoid, or two outputs (see
+        :mod:`tfflat.models.heads`); it is never modified.
+      x_train, y_train: S (arrays, tensors, or a ``tf.data.Dataset`` of (x, y) as ``x_train``).
+      x_test, y_test: E (optional; ``y_test`` only for the reported test accuracy).
+      head: the model's head (read from the model by default).
+      kernel: ``auto`` | ``analytic`` | ``empirical`` (see :func:`model_kernel_params`).
+      likelihood: ``heaviside`` (the paper's P(f)) or ``probit``.
+      feature_layer, sigma_w, sigma_b, samples, seed: the empirical kernel's h, scales, M and first seed
+        (σw, σb also override the analytic kernel's, for every layer).
+      cache_dir: kernel cache directory (see :func:`cached_kernel`).
+      delta, method, tol, max_sweeps: see :func:`log_prior`.
+      progress: as for :func:`log_prior_of_run`.
+    Returns:
+      The :func:`log_prior` dict plus ``kernel``, ``function`` (|S|, |E|, training errors, accuracies,
+      SHA-256 of f), ``head`` and ``seconds``. A :class:`KernelScaleWarning` when a probit result is
+      meaningless.
+    """
+    from tfflat.models.heads import refuse_savedmodel
+
+    t0 = time.perf_counter()
+    refuse_savedmodel(model, "whose architecture tfflat cannot re-initialise for the prior")
+    x, f, info, h = function_of_model(model, x_train, y_train, x_test, y_test, head=head)
+    params = model_kernel_params(model, kernel, head=h, feature_layer=feature_layer, sigma_w=sigma_w,
+                                 sigma_b=sigma_b, samples=samples, seed=seed, n=len(x))
+    kprog = (lambda d, t: progress("kernel", d, t, None)) if progress else None
+    k = kernel_of_model(model, x, params, kprog, cache_dir)
+    check_scale(k, likelihood)
+    eprog = (lambda s, lz: progress("ep", s, None, lz)) if progress else None
+    out = log_prior(k, f, likelihood, train_size=info["S"], delta=delta, method=method, tol=tol,
+                    max_sweeps=max_sweeps, check=False, progress=eprog)   # PSD by construction
+    out["kernel"] = {**{key: v for key, v in params.items() if key != "cacheable"}, "key": kernel_key(x, params)}
+    out["function"] = {**info, "sha256": hashlib.sha256(f.tobytes()).hexdigest()}
+    out["head"] = h.name
     out["seconds"] = time.perf_counter() - t0
     return out

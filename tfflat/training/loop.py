@@ -18,6 +18,7 @@ import numpy as np
 from tfflat import defaults
 from tfflat.data import Splits
 from tfflat.errors import UserError
+from tfflat.models.heads import is_dense, predict_logits, sigmoid_ce  # noqa: F401  (moved; re-exported)
 
 
 @dataclass
@@ -43,46 +44,27 @@ class TrainResult:
         return self.final["acc_E"]
 
 
-def sigmoid_ce(logits, labels):
-    """Per-example sigmoid cross-entropy on one logit; labels 0/1."""
-    import tensorflow as tf
-
-    return tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(labels, logits.dtype),
-                                                   logits=tf.reshape(logits, [-1]))
-
-
-def predict_logits(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Inference-mode logits of ``model`` on ``x`` (BatchNorm uses its moving statistics), shape (n,)."""
-    if len(x) == 0:
-        return np.zeros(0, np.float32)
-    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False)).reshape(-1)
-                           for i in range(0, len(x), batch_size)])
-
-
-def is_dense(model) -> bool:
-    import keras
-
-    return all(isinstance(l, (keras.layers.Dense, keras.layers.Flatten, keras.layers.InputLayer))
-               for l in model.layers)
-
-
 class Trainer:
     """Compiled epoch and evaluation functions for one (model, optimizer, S ∪ A) triple.
 
     Args:
-      model: a Keras model with one logit.
+      model: a Keras model whose outputs are ``head``'s logits (default: one logit).
       optimizer: a Keras optimizer (any, including :class:`~tfflat.training.entropy_sgd.EntropySGD`).
-      x_fit, y_fit: the training set S ∪ A (labels 0/1).
+      x_fit, y_fit: the training set S ∪ A (labels 0/1, or 0…K−1 for a K-class head).
       batch_size: minibatch size; ``None`` or ≥ |S ∪ A| means full batch.
       seed: shuffling seed.
       x_eval: inputs evaluated after every epoch (e.g. S ∪ A ∪ E); for dense networks the
         evaluation runs inside the same compiled call as the epoch.
       jit_compile: XLA-compile the epoch; default: only for dense networks.
+      head: the loss, a :class:`tfflat.models.heads.Head` applied to the model's outputs (default:
+        sigmoid CE of one logit).
     """
 
     def __init__(self, model, optimizer, x_fit, y_fit, batch_size: int | None, seed: int = 0,
-                 x_eval=None, jit_compile: bool | None = None):
+                 x_eval=None, jit_compile: bool | None = None, head=None):
         import tensorflow as tf
+
+        from tfflat.models.heads import LOGIT
 
         n = len(y_fit)
         if n == 0:
@@ -92,6 +74,8 @@ class Trainer:
             raise UserError(f"--batch-size must be ≥ 1, got {batch_size}")
         bs = min(bs, n)
         self.model, self.optimizer, self.n, self.batch_size = model, optimizer, n, bs
+        self.head = LOGIT if head is None else head
+        loss_fn = self.head.loss
         self.batches = math.ceil(n / bs)
         inner = int(getattr(optimizer, "inner_steps", 1))   # Entropy-SGD: whole outer steps per epoch
         self.steps = math.ceil(self.batches / inner) * inner
@@ -114,7 +98,7 @@ class Trainer:
                 safe = tf.maximum(idx, 0)
                 xb, yb = tf.gather(self.x, safe), tf.gather(self.y, safe)
                 with tf.GradientTape() as tape:
-                    ce = sigmoid_ce(model(xb, training=True), yb)
+                    ce = loss_fn(model(xb, training=True), yb)
                     loss = tf.reduce_sum(ce * mask) / tf.reduce_sum(mask)
                 optimizer.apply(tape.gradient(loss, variables), variables)
             if fused:

@@ -1,0 +1,128 @@
+"""Flatness of a saved run: Table 1's settings for its task and model, and ``RUN/flatness.json`` as
+the result cache.
+
+``RUN/flatness.json`` holds ``{"sharpness": {"sgd": {...}, "lbfgsb": {...}}, "hessian": {...}}``; each
+function re-reads the file and replaces only its own entry, atomically (:mod:`tfflat.runs`). An entry
+records its settings, a hash of the weights it was measured on and the package versions; asking again
+with the same settings on unchanged weights returns the stored entry (``force=True`` recomputes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Callable
+
+from tfflat import defaults
+
+FILE = "flatness"
+
+
+def sharpness_of_run(run, method: str = "sgd", *, zeta: float | None = None, lr: float | None = None,
+                     epochs: int | None = None, batch_size: int | None = None, track: str = "step", seed: int = 0,
+                     maxiter: int = defaults.LBFGSB_MAXITER, force: bool = False, save: bool = True,
+                     callback: Callable[[int, float], None] | None = None) -> dict:
+    """Keskar sharpness of a run's network on its S, with Table 1's settings for whatever is not given.
+
+    Args:
+      run: a run directory or :class:`tfflat.runs.Run`.
+      method, zeta, lr, epochs, batch_size, track, seed, maxiter: see :func:`tfflat.flatness.sharpness`;
+        ``None`` takes Table 1's value for the run's task and model (:func:`~tfflat.flatness.sharpness.settings_for`).
+      force: recompute even when ``RUN/flatness.json`` holds this result.
+      save: write the result into ``RUN/flatness.json``.
+      callback: progress, see :func:`tfflat.flatness.sharpness`.
+    Returns:
+      The :meth:`SharpnessResult.to_dict` record with ``weights_sha1``, ``computed``, ``versions``, and
+      ``stored`` (True when read back from the file) and ``file``. A stored result that had not converged
+      warns again (:class:`~tfflat.flatness.sharpness.NotConvergedWarning`).
+    """
+    from tfflat.flatness.sharpness import settings_for, sharpness, warn_not_converged
+
+    run = _load(run)
+    config = run.meta["config"]
+    settings = settings_for(method, config["dataset"], config["model"], zeta=zeta, lr=lr, epochs=epochs,
+                            batch_size=batch_size, track=track, seed=seed, maxiter=maxiter)
+    fingerprint = weights_hash(run.model)
+    stored = read(run.path).get("sharpness", {}).get(method)
+    if not force and same(stored, settings, fingerprint):
+        if stored["max_loss"] < stored["corner_loss"] * (1 - 1e-6):
+            warn_not_converged(method, stored["max_loss"], stored["corner_loss"])
+        return {**stored, "stored": True, "file": str(path_of(run.path))}
+    result = sharpness(run.model, run.splits.x_train, run.splits.y_train, method=method, callback=callback,
+                       **settings)
+    record = {**result.to_dict(), **provenance(fingerprint)}
+    if save:
+        write(run.path, "sharpness", record, method)
+    return {**record, "stored": False, "file": str(path_of(run.path)) if save else None}
+
+
+def hessian_of_run(run, top_k: int = defaults.HESSIAN_TOP_K, probes: int = defaults.HESSIAN_PROBES, seed: int = 0, *,
+                   force: bool = False, save: bool = True, callback: Callable[[int], None] | None = None) -> dict:
+    """Hessian measures of a run's network on its S (see :func:`tfflat.flatness.hessian_measures`), cached
+    in ``RUN/flatness.json`` like :func:`sharpness_of_run`."""
+    from tfflat.flatness.hessian import hessian_measures
+
+    run = _load(run)
+    fingerprint = weights_hash(run.model)
+    stored = read(run.path).get("hessian")
+    settings = {"top_k": int(top_k), "probes": int(probes), "seed": int(seed)}
+    if not force and same(stored, settings, fingerprint):
+        return {**stored, "stored": True, "file": str(path_of(run.path))}
+    result = hessian_measures(run.model, run.splits.x_train, run.splits.y_train, top_k, seed, probes=probes,
+                              callback=callback)
+    record = {**result.to_dict(), **provenance(fingerprint)}
+    if save:
+        write(run.path, "hessian", record)
+    return {**record, "stored": False, "file": str(path_of(run.path)) if save else None}
+
+
+def _load(run):
+    from tfflat import runs
+
+    return run if hasattr(run, "splits") and run.splits is not None else runs.load(run)
+
+
+def weights_hash(model) -> str:
+    """SHA-1 of all the model's weights (trainable and not), to tell whether a stored result still applies."""
+    h = hashlib.sha1()
+    for w in model.get_weights():
+        h.update(w.tobytes())
+    return h.hexdigest()
+
+
+def provenance(fingerprint: str) -> dict:
+    from tfflat import runs
+
+    return {"weights_sha1": fingerprint, "computed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": runs.versions()}
+
+
+def path_of(run_dir) -> Path:
+    return Path(run_dir) / f"{FILE}.json"
+
+
+def read(run_dir) -> dict:
+    """``RUN/flatness.json`` (empty when absent)."""
+    from tfflat import runs
+
+    path = path_of(run_dir)
+    return runs.read_json(path) if path.exists() else {}
+
+
+def write(run_dir, measure: str, record: dict, method: str | None = None) -> None:
+    """Re-read ``RUN/flatness.json``, replace this measure's entry, write it back atomically."""
+    from tfflat import runs
+
+    data = read(run_dir)
+    if method is None:
+        data[measure] = record
+    else:
+        data.setdefault(measure, {})[method] = record
+    runs.update(run_dir, FILE, data)
+
+
+def same(stored: dict | None, settings: dict, fingerprint: str) -> bool:
+    """A stored entry computed with these settings on these very weights."""
+    return bool(stored) and stored.get("weights_sha1") == fingerprint and all(
+        stored.get("settings", {}).get(k) == v for k, v in settings.items())
