@@ -41,21 +41,32 @@ def hidden_layers(model) -> list[int]:
     return out
 
 
-def rescaled_copy(model, kind: str, layer: int, alpha: float):
-    """A copy of ``model`` rescaled layer-wise, or neuron-wise on every other unit (0, 2, 4, …) of ``layer``."""
+def copy_model(model):
+    """A copy of ``model`` with its weights, of the same architecture (so compiled measures are reused)."""
     import keras
 
+    try:
+        copy = model.__class__.from_config(model.get_config())
+    except Exception:                       # a subclassed model without a config
+        copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def rescaled_copy(model, kind: str, layer: int, alpha: float, units=None):
+    """A copy of ``model`` rescaled layer-wise, or neuron-wise on ``units`` of ``layer`` (default every
+    other unit: 0, 2, 4, …); ``model`` itself is not touched."""
     from tfflat.rescale import _hidden_pair, rescale_layer, rescale_neurons
 
     if kind not in KINDS:
         raise UserError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
+    copy = copy_model(model)
     if kind == "layer":
         rescale_layer(copy, layer, alpha)
     else:
-        width = int(_hidden_pair(copy, layer)[0].kernel.shape[-1])
-        rescale_neurons(copy, layer, list(range(0, width, 2)), alpha)
+        if units is None:
+            units = range(0, int(_hidden_pair(copy, layer)[0].kernel.shape[-1]), 2)
+        rescale_neurons(copy, layer, list(units), alpha)
     return copy
 
 
