@@ -342,7 +342,8 @@ def resolve_settings(selected: list[str], settings: dict | None) -> dict[str, di
 
 
 def flatness_measures(model, x, y, measures="all", seed: int = 0, settings: dict | None = None, *,
-                      eval_batch: int | None = None, callback: Callable[[str, dict], None] | None = None) -> dict:
+                      eval_batch: int | None = None, errors: str = "raise",
+                      callback: Callable[[str, dict], None] | None = None) -> dict:
     """Compute measures of the zoo for ``model`` on (x, y); the model is left unchanged.
 
     Args:
@@ -353,10 +354,15 @@ def flatness_measures(model, x, y, measures="all", seed: int = 0, settings: dict
       settings: ``{measure: {setting: value}}`` and/or ``{setting: value}`` (applies to every
         selected measure that has it); see ``MEASURES[name].settings()``.
       eval_batch: examples per forward chunk, for every measure.
+      errors: ``"raise"``: a measure that does not apply (a :class:`UserError`, e.g. the path norm of a
+        BatchNorm network) stops the call; ``"record"``: its entry is ``{"value": None, "error": message}``
+        and the others are still computed.
       callback: ``callback(name, result)`` after each measure.
     Returns:
       ``{name: {"value": float, "seconds": float, "settings": {…}, …details}}`` in the order asked.
     """
+    if errors not in ("raise", "record"):
+        raise UserError(f"errors must be 'raise' or 'record', got {errors!r}")
     selected = names(measures)
     per = resolve_settings(selected, settings)
     out = {}
@@ -369,8 +375,15 @@ def flatness_measures(model, x, y, measures="all", seed: int = 0, settings: dict
         if "eval_batch" in defaults and eval_batch is not None:
             kwargs.setdefault("eval_batch", eval_batch)
         t0 = time.perf_counter()
-        result = m.compute(model, x, y, **kwargs)
-        result = {"value": float(result["value"]), **{k: v for k, v in result.items() if k != "value"},
+        try:
+            result = m.compute(model, x, y, **kwargs)
+        except UserError as exc:
+            if errors == "raise":
+                raise
+            result = {"value": None, "error": str(exc)}
+        value = result["value"]
+        result = {"value": None if value is None else float(value),
+                  **{k: v for k, v in result.items() if k != "value"},
                   "seconds": time.perf_counter() - t0, "settings": {**defaults, **kwargs}}
         out[name] = result
         if callback is not None:

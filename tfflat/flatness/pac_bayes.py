@@ -53,7 +53,7 @@ LOSSES = ("error", "ce")
 
 
 def largest_scale(rise: Callable[[float], float], threshold: float, rtol: float = RTOL, start: float = 1.0,
-                  limit: float = 2.0 ** 60) -> tuple[float, int]:
+                  limit: float = 2.0 ** 60, what: str = "the loss") -> tuple[float, int]:
     """The largest s > 0 with ``rise(s) ≤ threshold`` (for a ``rise`` increasing through the threshold).
 
     Brackets the crossing by doubling (or halving) from ``start``, then bisects until the bracket
@@ -74,14 +74,14 @@ def largest_scale(rise: Callable[[float], float], threshold: float, rtol: float 
         while below(hi):
             lo, hi = hi, 2.0 * hi
             if hi > limit:
-                raise UserError(f"the loss never rises by the threshold {threshold} (tried scales up to {limit:g}); "
-                                "lower the threshold")
+                raise UserError(f"{what} never rises by the threshold {threshold} (tried scales up to {limit:g}); "
+                                "lower the threshold, or use loss='ce'")
     else:
         lo, hi = 0.5 * start, start
         while not below(lo):
             lo, hi = 0.5 * lo, lo
             if lo < 1.0 / limit:
-                raise UserError(f"the loss rises by more than the threshold {threshold} at every scale down to "
+                raise UserError(f"{what} rises by more than the threshold {threshold} at every scale down to "
                                 f"{1.0 / limit:g}; raise the threshold")
     while hi - lo > rtol * hi:
         mid = 0.5 * (lo + hi)
@@ -101,6 +101,10 @@ def _check(threshold, loss, epsilon, rtol):
         raise UserError(f"epsilon must be ≥ 0, got {epsilon}")
     if not (np.isfinite(rtol) and 0 < rtol < 1):
         raise UserError(f"rtol must be in (0, 1), got {rtol}")
+
+
+def _what(loss, base):
+    return (f"the training error (now {base:.3g})" if loss == "error" else f"the cross-entropy (now {base:.3g})")
 
 
 def _result(scale_name, scale, calls, base, **settings):
@@ -140,7 +144,7 @@ def pac_bayes_flatness(model, x, y, magnitude: bool = False, epsilon: float = EP
         ce, err = land.noisy_losses(scale, seed, draws)
         return float(np.mean(err if loss == "error" else ce)) - base
 
-    sigma, calls = largest_scale(rise, threshold, rtol)
+    sigma, calls = largest_scale(rise, threshold, rtol, what=_what(loss, base))
     return _result("sigma", sigma, calls, base, magnitude=bool(magnitude), epsilon=float(epsilon) if magnitude else None,
                    threshold=float(threshold), loss=loss, draws=int(draws), seed=int(seed), rtol=float(rtol))
 
@@ -172,6 +176,6 @@ def pac_bayes_sharpness(model, x, y, magnitude: bool = False, epsilon: float = E
         res = ascent.ascend(land, ones, radius, "linf", steps)
         return (res.max_error if loss == "error" else res.max_loss) - base
 
-    alpha, calls = largest_scale(rise, threshold, rtol)
+    alpha, calls = largest_scale(rise, threshold, rtol, what=_what(loss, base))
     return _result("alpha", alpha, calls, base, magnitude=bool(magnitude), epsilon=float(epsilon) if magnitude else None,
                    threshold=float(threshold), loss=loss, steps=int(steps), rtol=float(rtol))
