@@ -38,7 +38,7 @@ def test_spectral_norms_of_the_blocks(tiny, monkeypatch):
 
 def test_traces_of_the_blocks(tiny):
     model, x, y, hess = tiny
-    res = layer_hessian_traces(model, x, y, probes=15)      # exact for dense_1 (15) and logit (4), Hutchinson for dense_0
+    res = layer_hessian_traces(model, x, y, probes=15)     # exact: dense_1 (15), logit (4); Hutchinson: dense_0 (16)
     assert res["layers"]["dense_1"]["exact"] and res["layers"]["logit"]["exact"]
     for name in ("dense_1", "logit"):
         s = BLOCKS[name]

@@ -145,8 +145,8 @@ def pac_bayes_flatness(model, x, y, magnitude: bool = False, epsilon: float = EP
         return float(np.mean(err if loss == "error" else ce)) - base
 
     sigma, calls = largest_scale(rise, threshold, rtol, what=_what(loss, base))
-    return _result("sigma", sigma, calls, base, magnitude=bool(magnitude), epsilon=float(epsilon) if magnitude else None,
-                   threshold=float(threshold), loss=loss, draws=int(draws), seed=int(seed), rtol=float(rtol))
+    return _result("sigma", sigma, calls, base, magnitude=bool(magnitude),
+                   epsilon=float(epsilon) if magnitude else None, threshold=float(threshold), loss=loss, draws=int(draws), seed=int(seed), rtol=float(rtol))
 
 
 def pac_bayes_sharpness(model, x, y, magnitude: bool = False, epsilon: float = EPSILON, threshold: float = THRESHOLD,
@@ -177,5 +177,5 @@ def pac_bayes_sharpness(model, x, y, magnitude: bool = False, epsilon: float = E
         return (res.max_error if loss == "error" else res.max_loss) - base
 
     alpha, calls = largest_scale(rise, threshold, rtol, what=_what(loss, base))
-    return _result("alpha", alpha, calls, base, magnitude=bool(magnitude), epsilon=float(epsilon) if magnitude else None,
-                   threshold=float(threshold), loss=loss, steps=int(steps), rtol=float(rtol))
+    return _result("alpha", alpha, calls, base, magnitude=bool(magnitude),
+                   epsilon=float(epsilon) if magnitude else None, threshold=float(threshold), loss=loss, steps=int(steps), rtol=float(rtol))
