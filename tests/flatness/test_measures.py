@@ -38,6 +38,7 @@ def test_every_measure_runs_and_leaves_the_model_alone(tiny, everything):
     for name, res in out.items():
         assert isinstance(res["value"], float) and np.isfinite(res["value"]), name
         assert res["seconds"] >= 0 and set(MEASURES[name].settings()) <= set(res["settings"]), name
+        assert (res["invariant_layerwise"], res["invariant_neuronwise"]) == MEASURES[name].expected(), name
     assert out["hessian_density"]["settings"]["steps"] == 10
     assert out["adaptive_sharpness_linf"]["settings"]["steps"] == 4
     assert out["hessian_trace"]["settings"]["seed"] == 1

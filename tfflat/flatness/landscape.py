@@ -63,7 +63,6 @@ class Landscape:
     def __init__(self, model, x, y, eval_batch: int | None = None):
         self.problem = objective.problem(model, x, y, eval_batch)
         self.model = model
-        self.names = [v.path if hasattr(v, "path") else v.name for v in model.trainable_variables]
 
     # ---- the snapshot --------------------------------------------------------------------------
     @property
@@ -78,10 +77,6 @@ class Landscape:
     @property
     def w0(self) -> list:
         return self.problem.w0
-
-    def weights_numpy(self) -> list[np.ndarray]:
-        """w₀ as float64 arrays, one per variable."""
-        return [w.numpy().astype(np.float64) for w in self.w0]
 
     def ones(self) -> list:
         import tensorflow as tf
@@ -98,14 +93,6 @@ class Landscape:
         import tensorflow as tf
 
         return [tf.constant(np.broadcast_to(np.asarray(a, np.float32), w.shape)) for a, w in zip(arrays, self.w0)]
-
-    def flatten(self, tensors) -> np.ndarray:
-        return objective.flatten(tensors).numpy().astype(np.float64)
-
-    def unflatten(self, vector) -> list:
-        import tensorflow as tf
-
-        return objective.unflatten(tf.constant(np.asarray(vector, np.float32)), self.w0)
 
     def layer_blocks(self) -> list[tuple[str, tuple[int, ...]]]:
         """(layer name, indices of its variables among the trainable ones) for every layer that has some."""

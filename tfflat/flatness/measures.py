@@ -359,7 +359,10 @@ def flatness_measures(model, x, y, measures="all", seed: int = 0, settings: dict
         and the others are still computed.
       callback: ``callback(name, result)`` after each measure.
     Returns:
-      ``{name: {"value": float, "seconds": float, "settings": {…}, …details}}`` in the order asked.
+      ``{name: {"value": float, …details, "invariant_layerwise": bool, "invariant_neuronwise": bool,
+      "seconds": float, "settings": {…}}}`` in the order asked; the two booleans are the invariance
+      under α-rescaling expected from the definition at these settings (:func:`invariance_table`
+      measures it).
     """
     if errors not in ("raise", "record"):
         raise UserError(f"errors must be 'raise' or 'record', got {errors!r}")
@@ -381,10 +384,12 @@ def flatness_measures(model, x, y, measures="all", seed: int = 0, settings: dict
             if errors == "raise":
                 raise
             result = {"value": None, "error": str(exc)}
-        value = result["value"]
+        value, used = result["value"], {**defaults, **kwargs}
+        layerwise, neuronwise = m.expected(used)
         result = {"value": None if value is None else float(value),
                   **{k: v for k, v in result.items() if k != "value"},
-                  "seconds": time.perf_counter() - t0, "settings": {**defaults, **kwargs}}
+                  "invariant_layerwise": layerwise, "invariant_neuronwise": neuronwise,
+                  "seconds": time.perf_counter() - t0, "settings": used}
         out[name] = result
         if callback is not None:
             callback(name, result)
