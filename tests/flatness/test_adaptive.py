@@ -56,7 +56,7 @@ def test_average_case_matches_gauss_hermite(logreg):
 
 @pytest.mark.parametrize("kind, units", [("layer", None), ("neuron", [0, 2])])
 def test_invariant_under_rescaling_to_float_rounding(kind, units):
-    x, y = tiny_data(n=24)
+    x, y = tiny_data()
     model = tiny_fcn()
     for alpha in (0.2, 5.9):
         other = rescaled(model, kind, 1, alpha, units)

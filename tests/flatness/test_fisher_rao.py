@@ -24,7 +24,7 @@ def test_logistic_regression_closed_form():
 
 
 def test_tiny_relu_net_with_biases_against_exact_per_example_gradients():
-    x, y = tiny_data(n=12)
+    x, y = tiny_data()
     model = tiny_fcn()
     weights = model.get_weights()
     theta = np.concatenate([w.ravel() for w in weights]).astype(np.float64)

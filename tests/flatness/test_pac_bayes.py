@@ -92,17 +92,20 @@ def test_worst_case_box_of_one_example(logreg, magnitude):
     # (checked on a ReLU net in test_invariance.py)
 
 
-def test_magnitude_aware_with_zero_epsilon_is_invariant():
-    x, y = tiny_data(n=40)
+def test_magnitude_aware_is_invariant_without_epsilon():
+    x, y = tiny_data()
     model = tiny_fcn()
     other = rescaled(model, "neuron", 1, 5.9, [1, 3])
     for f, kw in [(pac_bayes_flatness, dict(draws=5)), (pac_bayes_sharpness, dict(steps=4))]:
-        a = f(model, x, y, magnitude=True, epsilon=0.0, loss="ce", threshold=0.05, rtol=1e-5, **kw)
-        b = f(other, x, y, magnitude=True, epsilon=0.0, loss="ce", threshold=0.05, rtol=1e-5, **kw)
+        a = f(model, x, y, magnitude=True, epsilon=0.0, loss="ce", threshold=0.05, rtol=1e-4, **kw)
+        b = f(other, x, y, magnitude=True, epsilon=0.0, loss="ce", threshold=0.05, rtol=1e-4, **kw)
         assert b["value"] == pytest.approx(a["value"], rel=1e-4), f.__name__
-        c = f(other, x, y, magnitude=False, loss="ce", threshold=0.05, rtol=1e-5, **kw)
-        d = f(model, x, y, magnitude=False, loss="ce", threshold=0.05, rtol=1e-5, **kw)
+        c = f(other, x, y, magnitude=False, loss="ce", threshold=0.05, rtol=1e-4, **kw)
+        d = f(model, x, y, magnitude=False, loss="ce", threshold=0.05, rtol=1e-4, **kw)
         assert abs(c["value"] / d["value"] - 1) > 0.01, f.__name__            # the plain one is not
+        e = f(other, x, y, magnitude=True, epsilon=0.05, loss="ce", threshold=0.05, rtol=1e-4, **kw)
+        g = f(model, x, y, magnitude=True, epsilon=0.05, loss="ce", threshold=0.05, rtol=1e-4, **kw)
+        assert abs(e["value"] / g["value"] - 1) > 1e-3, f.__name__            # nor, with ε > 0, the other
 
 
 @pytest.mark.parametrize("kw, needle", [

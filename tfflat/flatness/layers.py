@@ -15,6 +15,9 @@ respect to w_ℓ alone, the other weights held fixed). From it
   and its standard error.
 
 Σ_ℓ Tr H_ℓℓ = Tr H (the blocks cover the diagonal), the per-layer spectral norms are each ≤ ‖H‖₂.
+Both measures report every layer and, as their value, the sum over layers (Σ_ℓ ‖H_ℓℓ‖₂, Σ_ℓ Tr H_ℓℓ):
+rescaling hidden layer i changes only the blocks of layers i and i + 1, so a maximum over layers
+could stay put by accident while a sum moves.
 
 Invariance: a rescaling w → D w maps H_ℓℓ to D_ℓ⁻¹ H_ℓℓ D_ℓ⁻¹ (D_ℓ: the block of D), so both
 measures change, layer-wise (α⁻² on layer i, and the kernel of layer i + 1 by α²) and neuron-wise.
@@ -36,7 +39,8 @@ def layer_hessian_norms(model, x, y, seed: int = 0, tol: float = EIGSH_TOL, *, e
     """‖H_ℓℓ‖₂ for every layer ℓ with weights.
 
     Returns:
-      ``{"value": max_ℓ ‖H_ℓℓ‖₂, "layers": {name: {"spectral_norm", "parameters"}}, "matvecs"}``.
+      ``{"value": Σ_ℓ ‖H_ℓℓ‖₂, "max": max_ℓ ‖H_ℓℓ‖₂, "layers": {name: {"spectral_norm", "parameters"}},
+      "matvecs"}``.
     """
     land = Landscape(model, x, y, eval_batch)
     layers, matvecs = {}, 0
@@ -48,7 +52,8 @@ def layer_hessian_norms(model, x, y, seed: int = 0, tol: float = EIGSH_TOL, *, e
             norm = spectral_norm(h, seed=seed, tol=tol)
         layers[name] = {"spectral_norm": norm, "parameters": h.size}
         matvecs += h.matvecs
-    return {"value": max(v["spectral_norm"] for v in layers.values()), "layers": layers, "matvecs": matvecs}
+    norms = [v["spectral_norm"] for v in layers.values()]
+    return {"value": float(sum(norms)), "max": max(norms), "layers": layers, "matvecs": matvecs}
 
 
 def layer_hessian_traces(model, x, y, probes: int = DEFAULT_PROBES, seed: int = 0, *,

@@ -11,7 +11,7 @@ keskar_sharpness               Keskar et al. 2016 Def. 2.1 (sharpness)         n
 hessian_spectral_norm          ‖∇²L‖₂ (hessian)                                no         no
 hessian_trace                  Tr ∇²L, Hutchinson (hessian)                    no         no
 hessian_log10_top_product      log10 Π top-k positive λ (hessian)              no         no
-layer_hessian_spectral_norm    max_ℓ ‖H_ℓℓ‖₂ (layers)                          no         no
+layer_hessian_spectral_norm    Σ_ℓ ‖H_ℓℓ‖₂, per layer (layers)                 no         no
 layer_hessian_trace            Σ_ℓ Tr H_ℓℓ, per layer (layers)                 no         no
 hessian_density                SLQ density, p·m₂ = ‖H‖_F² (density)            no         no
 adaptive_sharpness_linf        max_{‖u‖∞≤ρ} L(w⊙(1+u)) − L(w) (adaptive)       yes        yes
@@ -255,7 +255,7 @@ _ENTRIES = [
     Measure("hessian_log10_top_product", _hessian_top, "Wu et al. 2017; Zhang et al. 2018; paper App. E",
             "log10 Π_{top-k λ > 0} λ", False, False, _HESSIAN_WHY),
     Measure("layer_hessian_spectral_norm", _layer_norms, "PyHessian layer-wise spectra (Yao et al. 2020)",
-            "max_ℓ ‖∂²L/∂w_ℓ²‖₂ (all layers reported)", False, False, "H_ℓℓ → D_ℓ⁻¹H_ℓℓD_ℓ⁻¹"),
+            "Σ_ℓ ‖∂²L/∂w_ℓ²‖₂ (all layers reported)", False, False, "H_ℓℓ → D_ℓ⁻¹H_ℓℓD_ℓ⁻¹"),
     Measure("layer_hessian_trace", _layer_traces, "PyHessian layer-wise traces (Yao et al. 2020)",
             "Σ_ℓ Tr ∂²L/∂w_ℓ² (all layers reported)", False, False, "Tr H_ℓℓ → Σ (H_ℓℓ)_ii / d_i²"),
     Measure("hessian_density", _density, "Ghorbani et al. 2019 §2; PyHessian SLQ (Yao et al. 2020)",
