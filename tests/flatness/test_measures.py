@@ -115,3 +115,24 @@ def test_errors_are_raised_or_recorded(tiny):
     assert np.isfinite(out["fisher_rao_norm"]["value"])
     with pytest.raises(UserError, match="errors must"):
         flatness_measures(model, x, y, "path_norm", errors="ignore")
+
+
+def test_batchnorm_cnn_in_padded_chunks_equals_one_pass():
+    """A conv + BatchNorm network (inference mode): the measures summed over padded chunks of 8 examples
+    equal those of one pass over all 30; keyword settings work as the settings mapping does."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 1))
+    h = keras.layers.BatchNormalization(name="bn")(keras.layers.Conv2D(3, 3, name="conv")(inputs))
+    h = keras.layers.Activation("relu")(keras.layers.Flatten()(h))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="logit")(h))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 6, 6, 1)).astype(np.float32)
+    y = (rng.random(30) < 0.5).astype(np.float32)
+    chosen = "fisher_rao_norm,adaptive_sharpness_l2,adaptive_sharpness_avg,layer_hessian_trace,relative_flatness"
+    whole = flatness_measures(model, x, y, chosen, steps=3, draws=4, probes=5)
+    chunked = flatness_measures(model, x, y, chosen, settings={"steps": 3, "draws": 4, "probes": 5}, eval_batch=8)
+    for name in whole:
+        assert chunked[name]["value"] == pytest.approx(whole[name]["value"], rel=1e-5, abs=1e-6), name   # float32 sums
+    assert set(whole["layer_hessian_trace"]["layers"]) == {"conv", "bn", "logit"}

@@ -343,7 +343,7 @@ def resolve_settings(selected: list[str], settings: dict | None) -> dict[str, di
 
 def flatness_measures(model, x, y, measures="all", seed: int = 0, settings: dict | None = None, *,
                       eval_batch: int | None = None, errors: str = "raise",
-                      callback: Callable[[str, dict], None] | None = None) -> dict:
+                      callback: Callable[[str, dict], None] | None = None, **more) -> dict:
     """Compute measures of the zoo for ``model`` on (x, y); the model is left unchanged.
 
     Args:
@@ -358,6 +358,7 @@ def flatness_measures(model, x, y, measures="all", seed: int = 0, settings: dict
         BatchNorm network) stops the call; ``"record"``: its entry is ``{"value": None, "error": message}``
         and the others are still computed.
       callback: ``callback(name, result)`` after each measure.
+      **more: further settings, as in ``settings`` (e.g. ``rho=0.1`` or ``m_sharpness={"m": 64}``).
     Returns:
       ``{name: {"value": float, …details, "invariant_layerwise": bool, "invariant_neuronwise": bool,
       "seconds": float, "settings": {…}}}`` in the order asked; the two booleans are the invariance
@@ -367,7 +368,7 @@ def flatness_measures(model, x, y, measures="all", seed: int = 0, settings: dict
     if errors not in ("raise", "record"):
         raise UserError(f"errors must be 'raise' or 'record', got {errors!r}")
     selected = names(measures)
-    per = resolve_settings(selected, settings)
+    per = resolve_settings(selected, {**(settings or {}), **more})
     out = {}
     for name in selected:
         m = MEASURES[name]
