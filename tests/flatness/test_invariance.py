@@ -12,7 +12,7 @@ from tfflat.flatness.invariance import format_table, invariance_table, relative_
 
 # lean settings (the table evaluates every measure 5 times). The magnitude-aware PAC-Bayes measures
 # are run without Jiang et al.'s ε, where they are exactly invariant; with ε > 0 they move by an
-# amount set by ε/(σ|w|) (test_pac_bayes.py), too close to float rounding for a margin here.
+# amount set by ε/(σ|w|) (test_pac_bayes_flatness.py), too close to float rounding for a margin here.
 LEAN = {"keskar_sharpness": {"epochs": 3}, "hessian_trace": {"probes": 20}, "hessian_log10_top_product": {"top_k": 5},
         "layer_hessian_trace": {"probes": 20}, "hessian_density": {"steps": 16, "probes": 1},
         "adaptive_sharpness_avg": {"draws": 10}, "steps": 5, "draws": 5, "rtol": 1e-5, "epsilon": 0.0}
