@@ -48,6 +48,8 @@ class Problem:
       chunk: examples per forward pass.
       jit: XLA-compile (dense networks).
       head: the model's :class:`~tfflat.models.heads.Head` (the template's is its linear form).
+      net: the network whose trainable variables are w₀ (the model, or the model with its final
+        sigmoid/softmax bypassed: :func:`tfflat.models.heads.logit_model`).
     """
 
     template: "Template"
@@ -60,6 +62,7 @@ class Problem:
     chunk: int
     jit: bool
     head: object = None
+    net: object = None
 
     @property
     def n(self) -> int:
@@ -164,7 +167,7 @@ def problem(model, x, y, eval_batch: int | None = None, head=None) -> Problem:
         state=[tf.constant(v.numpy()) for v in net.non_trainable_variables],
         x=tx, y=tf.constant(y),
         chunks=(tx if pad == 0 else tf.constant(xp), tf.constant(yp), tf.constant(mp)),
-        chunk=chunk, jit=dense, head=head)
+        chunk=chunk, jit=dense, head=head, net=net)
 
 
 def _arch_key(model):

@@ -298,6 +298,8 @@ def detect(model, head=None, x=None) -> Head:
     (needed for subclassed models). Anything else: a :class:`UserError` naming what was found."""
     if isinstance(head, Head):
         return head
+    if head is None and isinstance(getattr(model, "_tfflat_head", None), Head):
+        return model._tfflat_head          # a network made by logit_model: it returns logits
     k = output_units(model, x)
     if head is not None:
         return named(head, k)
@@ -387,9 +389,9 @@ def logit_model(model, head: Head, x=None):
 
     if head.activation == "linear":
         return model
-    if is_graph(model):
-        return _graph_logit_model(model, head)
-    return _cloned_logit_model(model, head, x)
+    net = _graph_logit_model(model, head) if is_graph(model) else _cloned_logit_model(model, head, x)
+    net._tfflat_head = head.linear()      # what `net` returns, so that detect(net) needs no guessing
+    return net
 
 
 def _graph_logit_model(model, head):
