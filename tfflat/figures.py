@@ -43,7 +43,9 @@ def save(fig, path: Path) -> list[Path]:
     import io
 
     out = []
-    for ext in ("png", "pdf"):
+    for i, ext in enumerate(("png", "pdf")):
+        if i == 1 and fig.get_layout_engine() is not None:
+            fig.set_layout_engine("none")        # the layout is done: the PDF keeps the PNG's positions
         buf = io.BytesIO()
         fig.savefig(buf, format=ext)
         p = path.with_suffix(f".{ext}")
@@ -139,7 +141,7 @@ def auto_scale(ax, which: str = "y") -> None:
     """Log scale when the drawn data span more than a decade, else linear (readable ticks either way)."""
     import matplotlib.ticker as mticker
 
-    lo, hi = getattr(ax, f"get_{which}lim")()
+    lo, hi = getattr(ax, f"{which}axis").get_data_interval()
     if lo > 0 and hi / lo > 10:
         getattr(ax, f"set_{which}scale")("log")
     else:

@@ -258,6 +258,9 @@ def test_attack_resample_draws_a_new_A_per_sample(mnist):
 
     big, small = draw_indices(mnist, 40, 30, 40, 0), draw_indices(mnist, 40, 10, 40, 0)
     assert ids(small, "A") == ids(big, "A")[:10]                          # one order: nested subsets
+    if len(mnist.pools) == 1:                                             # the local MNIST: one pool, S | E | A
+        order = np.random.default_rng(0).permutation(len(next(iter(mnist.pools.values())))).tolist()
+        assert (ids(big, "S"), ids(big, "E"), ids(big, "A")) == (order[:40], order[40:80], order[80:110])
     draws = {(a, k): draw_indices(mnist, 40, a, 40, 0, sample=k) for a in (10, 30) for k in (0, 1)}
     for d in draws.values():
         assert ids(d, "S") == ids(big, "S") and ids(d, "E") == ids(big, "E")

@@ -46,7 +46,7 @@ LABELS = {
     "log10_prior": r"$\log_{10} P(f)$",
     "flatness": r"$-\log_{10}(\mathrm{sharpness})$",
     "neg_log10_spectral_norm": r"$-\log_{10}\|\nabla^2 L\|_2$",
-    "neg_log10_topk_product": r"$-\log_{10}\prod_{i\leq k}\lambda_i$",
+    "neg_log10_topk_product": r"$-\log_{10}\,\Pi_{i\leq K}\,\lambda_i$",      # K: the top-k's k
     "pac_bayes_bound_pct": "PAC-Bayes bound, eq. (4) (%)",
     "gp_test_error_pct": "GP test error on E (%)",
 }
@@ -66,10 +66,11 @@ def slug(text) -> str:
 
 
 def label(column: str, df=None) -> str:
-    """The axis label of a column (the top-k product names its k, the sharpness its ζ)."""
+    """The axis label of a column (the top-k product names its k)."""
     text = LABELS.get(column, column)
-    if df is not None and column == "neg_log10_topk_product" and "hessian_top_k" in df and df["hessian_top_k"].notna().any():
-        text = text.replace("k", str(int(df["hessian_top_k"].dropna().iloc[0])))
+    if column == "neg_log10_topk_product":
+        known = df is not None and "hessian_top_k" in df and df["hessian_top_k"].notna().any()
+        text = text.replace("K", str(int(df["hessian_top_k"].dropna().iloc[0])) if known else "k")
     return text
 
 
@@ -316,16 +317,17 @@ def ascent_figure(plt, cols, colour: Colour, path: Path, line_label=None, highli
                 bottom.plot(x, (t - base) / (t[-1] - base), color=colours[i], lw=0.7, ls=":" if bad[i] else "-")
         figures.auto_scale(top, "y")
         top.set(xlabel="ascent epoch", ylabel=r"max $L(w+\Delta)$ so far")
-        if line_label:
-            top.legend(fontsize=6)
+        from matplotlib.lines import Line2D
+
+        handles = top.get_legend_handles_labels()[0] + [Line2D([], [], color="0.4", lw=0.7, ls="--",
+                                                                label="first-order corner")]
+        top.legend(handles=handles, fontsize=6, loc="best")
         if highlight is None:
             r = g.iloc[int(np.flatnonzero(shown)[0])]
             what = f"|A| = {int(r['attack_size'])}, seed {int(r['seed'])}" if "seed" in g else ""
         else:
             what = ""
         figures.panel_title(top, c, ", ".join(p for p in (_column_title(key), what) if p))
-        top.text(0.98, 0.03, "dashed: first-order corner", transform=top.transAxes, ha="right", va="bottom",
-                 fontsize=6, color="0.35")
         bottom.axhline(1.0, color="0.5", lw=0.6, ls="--")
         bottom.set(ylim=(-0.05, 1.08), xlabel="ascent epoch", ylabel="fraction of the final rise")
         n_bad = int(bad[[i for i, _, _ in traces]].sum())
@@ -390,11 +392,11 @@ def temporal_figures(df, out_dir) -> list[Path]:
                         bad_total += int(bad.sum())
                         ax.plot(gz["epoch"][bad], y[bad], ls="", marker="o", mfc="none", mec=line.get_color(), ms=3)
                 ax.set_yscale("log")
-                ax.set_ylabel("sharpness")
+                ax.set_ylabel("sharpness (Def. 2.1)")
                 if g["zeta"].nunique() > 1:
                     ax.legend(fontsize=6, ncols=3)
                 if bad_total:
-                    ax.text(0.99, 0.97, f"o: ascent not converged ({bad_total})", transform=ax.transAxes,
+                    ax.text(0.99, 0.97, f"○ ascent not converged ({bad_total})", transform=ax.transAxes,
                             ha="right", va="top", fontsize=6)
             elif row == "log10_prior":
                 ax.plot(common["epoch"], common["log10_prior"], color="C1")
@@ -413,7 +415,7 @@ def temporal_figures(df, out_dir) -> list[Path]:
             elif row == "log10_topk_product":
                 k = int(g["hessian_top_k"].dropna().iloc[0]) if "hessian_top_k" in g and g["hessian_top_k"].notna().any() else "k"
                 ax.plot(common["epoch"], common["log10_topk_product"].map(stats.to_float), color="C5")
-                ax.set_ylabel(rf"$\log_{{10}}\prod_{{i\leq {k}}}\lambda_i$")
+                ax.set_ylabel(rf"$\log_{{10}}\,\Pi_{{i\leq {k}}}\,\lambda_i$")
             else:
                 ax.plot(common["epoch"], 100 * common["train_accuracy"], label="train (S)", color="C0")
                 ax.plot(common["epoch"], 100 * common["test_accuracy"], label="test (E)", color="C3")
@@ -426,10 +428,10 @@ def temporal_figures(df, out_dir) -> list[Path]:
             figures.panel_title(ax, i)
         axes[-1].legend(fontsize=6, loc="lower right")
         axes[-1].set_xlabel("epoch")
-        extra = f"{stats.OPTIMIZERS.get(opt, opt)}, |A| = {a}, seed {seed}, {_sizes(g)}"
+        title = f"{lab}, {stats.OPTIMIZERS.get(opt, opt)}, |A| = {a}, seed {seed} — {_sizes(g)}"
         if rescaled is not None:
-            extra += f"; {alpha_text(g)} at epoch {rescaled:g}"
-        fig.suptitle(f"{lab} — {extra}", fontsize=8)
+            title += f"\nα-rescaling at epoch {rescaled:g}: {alpha_text(g)}"
+        fig.suptitle(title, fontsize=8)
         stem = f"{names[g['experiment_id'].iloc[0]]}_{slug(opt)}_A{a}_seed{seed}"
         written += figures.save(fig, out_dir / f"temporal_{stem}")
         plt.close(fig)
@@ -449,7 +451,8 @@ def _temporal_ascent(plt, g, zero, rescaled, path) -> list[Path]:
         return np.array([(e, bool(a)) in picks for e, a in zip(gz["epoch"], gz["after_rescale"])])
 
     def line_label(r):
-        return f"epoch {int(r['epoch'])}" + (" (rescaled)" if bool(r.get("after_rescale")) else "")
+        return f"epoch {int(r['epoch'])}" + (" (just rescaled)" if r["epoch"] == rescaled and r.get("after_rescale")
+                                             else "")
 
     cols = [({"experiment_label": f"ζ = {z:g}" if z == z else ""}, gz)
             for z, gz in g.groupby("zeta", sort=True, dropna=False)]

@@ -4,7 +4,11 @@ Each point trains an FCN (or ResNet50) on S ∪ A to the zero-error epoch (§5.2
 sharpness (Def. 2.1), the Hessian measures (App. E, when asked) and log P(f) (§2.3, one kernel for
 the whole sweep since S + E is shared) there and, optionally, at later overtraining epochs
 (Figs. S16–S21). One flat JSON record per measurement is appended atomically to the results file
-(see :mod:`tfflat.experiments.results`); a rerun skips what is there.
+(see :mod:`tfflat.experiments.results`); a rerun skips what is there. A record names its experiment
+(config name, ``quick``, dataset, model, sizes, ``attack_resample``) and point (optimizer, |A|,
+seed, overtraining epoch), and keeps the sharpness ascent's convergence: ``sharpness_converged``,
+``corner_sharpness``, the losses and the ``ascent_trace`` (Fig. S10). With ``attack_resample`` each
+seed of an |A| trains on its own A (recorded in the sidecar).
 
 Parallelism: ``shard=(i, n)`` runs every n-th point (cluster job arrays); ``workers=k`` starts k
 worker processes on this machine that take points from a queue (each keeps its TensorFlow, data,
