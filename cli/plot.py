@@ -9,15 +9,6 @@ import click
 from .output import emit
 
 
-def _kind(path: Path, df) -> str:
-    from tfflat.experiments import results
-
-    meta = results.read_meta(path)
-    if meta and meta.get("experiment") in ("sweep", "temporal"):
-        return meta["experiment"]
-    return "temporal" if "after_rescale" in df and df["after_rescale"].notna().any() else "sweep"
-
-
 @click.command()
 @click.argument("results_paths", metavar="RESULTS...", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -44,52 +35,21 @@ def plot(results_paths, out_dir, as_json):
         emit({"figures": [str(p) for p in (written or [])]}, as_json,
              [f"wrote {p}" for p in (written or [])] or [f"figures written to {paths[0]}"])
         return
-    import pandas as pd
+    from tfflat.experiments import plots, stats
 
-    from tfflat import runs
-    from tfflat.experiments import plots, results, stats
-
-    df = results.load(paths)
-    read, duplicates = df.attrs["read"], df.attrs["duplicates"]
-    kinds = {_kind(p, df[df["results_file"] == str(p)]) for p in dict.fromkeys(paths)}
-    if len(kinds) > 1:
-        raise UserError("cannot combine sweep and temporal results in one plot; plot them separately")
-    kind = kinds.pop()
-    first = paths[0]
-    out_dir = Path(out_dir) if out_dir else first.with_name(first.name.removesuffix(".jsonl") + "-figures")
-    ok = stats.usable(df)
-    not_drawn = df.loc[~df.index.isin(ok.index), "status"].value_counts().to_dict() if "status" in df else {}
-    if kind == "sweep":
-        written = plots.sweep_figures(df, out_dir)
-        rows = stats.correlation_table(df)
-        lines = stats.format_table(rows)
-        name = "correlations"
-    else:
-        written = plots.temporal_figures(df, out_dir)
-        rows = stats.temporal_summary(df)
-        lines = [_temporal_line(r) for r in rows]
-        name = "temporal_summary"
-    labelled = stats.label_experiments(ok.copy())
-    experiments = [{"experiment": g["experiment_label"].iloc[0], "experiment_id": ident,
-                    "optimizers": list(dict.fromkeys(g["optimizer"])) if "optimizer" in g else [],
-                    "files": sorted(set(g["results_file"])), "records": int(len(g)),
-                    "unconverged": int(stats.unconverged(g).sum())}
-                   for ident, g in labelled.groupby("experiment_id", sort=False)]
-    unconverged = sum(e["unconverged"] for e in experiments)
-    runs.ensure_dir(out_dir)
-    runs.write_json(out_dir / f"{name}.json", rows)
-    runs.atomic_write(out_dir / f"{name}.csv", pd.DataFrame(rows).to_csv(index=False))
-    tables = [out_dir / f"{name}.csv", out_dir / f"{name}.json"]
-    summary = {"kind": kind, "records": int(len(ok)), "records_read": int(read), "duplicates": int(duplicates),
-               "not_drawn": {str(k): int(v) for k, v in not_drawn.items()}, "unconverged": unconverged,
-               "experiments": experiments, "figures": [str(p) for p in written],
-               "tables": [str(p) for p in tables], name: rows}
-    lines += [f"{e['experiment']} ({e['experiment_id']}): {e['records']} records" + (f" ({e['unconverged']} with an unconverged "
-              "sharpness ascent, drawn as open circles)" if e["unconverged"] else "") for e in experiments]
-    extra = [f"{n} {k}" for k, n in summary["not_drawn"].items()] + ([f"{duplicates} duplicate(s) of the same "
-                                                                      "experiment and key merged"] if duplicates else [])
-    lines += [f"{len(ok)} records drawn" + (f" ({'; '.join(extra)} not drawn)" if extra else "")
-              + f"; figures: {', '.join(p.name for p in written if p.suffix == '.png')}", f"written to {out_dir}"]
+    summary = plots.plot_results(paths, out_dir)
+    rows = summary[summary["table"]]
+    lines = stats.format_table(rows) if summary["kind"] == "sweep" else [_temporal_line(r) for r in rows]
+    for e in summary["experiments"]:
+        lines.append(f"{e['experiment']} ({e['experiment_id']}): {e['records']} records" + (
+            f" ({e['unconverged']} with an unconverged sharpness ascent, drawn as open circles)"
+            if e["unconverged"] else ""))
+    extra = [f"{n} {k}" for k, n in summary["not_drawn"].items()]
+    if summary["duplicates"]:
+        extra.append(f"{summary['duplicates']} duplicate(s) of the same experiment and key merged")
+    pngs = [Path(p).name for p in summary["figures"] if p.endswith(".png")]
+    lines += [f"{summary['records']} records drawn" + (f" ({'; '.join(extra)} not drawn)" if extra else "")
+              + f"; figures: {', '.join(pngs)}", f"written to {summary['out']}"]
     emit(summary, as_json, lines)
 
 

@@ -27,7 +27,8 @@ spectral norm and top-k product (Fig. S15) and the accuracies against the epoch,
 epoch (green) and the α-rescaling (red, "α = 5.9" as the paper writes it) marked (Figs. 5, S11,
 S13–S15); and ``ascent_convergence_…`` at a few of its epochs (Fig. S10).
 
-Each function takes a pandas DataFrame of records and an output folder and returns the paths written.
+Each function takes a pandas DataFrame of records and an output folder and returns the paths written;
+:func:`plot_results` does it all for results files (``tfflat plot``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from tfflat import figures, runs
-from tfflat.experiments import stats
+from tfflat.errors import UserError
+from tfflat.experiments import results, stats
 
 LABELS = {
     "generalization": "Generalization (%)",
@@ -126,7 +128,7 @@ class Colour:
 
 
 def _scatter_panel(ax, g, xc, yc, colour: Colour):
-    """One scatter panel; returns (mappable, number of unconverged points drawn)."""
+    """One scatter panel (open circles: unconverged ascents, counted in the correlation box); returns the mappable."""
     x, y = g[xc].to_numpy(float), g[yc].to_numpy(float)
     hollow = stats.unconverged(g).to_numpy() if "flatness" in (xc, yc) else None
     sc = figures.scatter(ax, x, y, colour.values(g), colour.norm, hollow=hollow)
@@ -174,6 +176,58 @@ def _grid(plt, rows: list[list], colour: Colour, name: str, out_dir: Path, supti
     written = figures.save(fig, out_dir / name)
     plt.close(fig)
     return written
+
+
+# ---------------------------------------------------------------- results files → figures and tables
+def results_kind(path, df) -> str:
+    """"sweep" or "temporal": the sidecar's word, else what the records look like."""
+    meta = results.read_meta(path)
+    if meta and meta.get("experiment") in ("sweep", "temporal"):
+        return meta["experiment"]
+    return "temporal" if "after_rescale" in df and df["after_rescale"].notna().any() else "sweep"
+
+
+def plot_results(paths, out_dir=None) -> dict:
+    """Figures and tables of one or more results files (what ``tfflat plot`` does).
+
+    Records are loaded per experiment (:func:`tfflat.experiments.results.load`: shards merged, different
+    experiments kept apart), drawn (:func:`sweep_figures` or :func:`temporal_figures`) into ``out_dir``
+    (default: ``<first file>-figures``), and the correlation table (sweeps) or the temporal summary
+    is written there as CSV and JSON. Returns a summary: ``records`` (how many were drawn),
+    ``records_read``, ``duplicates`` (copies merged), ``not_drawn`` ({status: count}), ``unconverged``,
+    ``experiments`` (one entry per experiment), ``figures``, ``tables``, ``table`` (the name of the
+    rows' key) and the rows themselves.
+    """
+    import pandas as pd
+
+    paths = [Path(p) for p in paths]
+    df = results.load(paths)
+    kinds = {results_kind(p, df[df["results_file"] == str(p)]) for p in dict.fromkeys(paths)}
+    if len(kinds) > 1:
+        raise UserError("cannot combine sweep and temporal results in one plot; plot them separately")
+    kind = kinds.pop()
+    out_dir = Path(out_dir) if out_dir else paths[0].with_name(paths[0].name.removesuffix(".jsonl") + "-figures")
+    ok = stats.usable(df)
+    not_drawn = df.loc[~df.index.isin(ok.index), "status"].value_counts().to_dict() if "status" in df else {}
+    if kind == "sweep":
+        written, rows, name = sweep_figures(df, out_dir), stats.correlation_table(df), "correlations"
+    else:
+        written, rows, name = temporal_figures(df, out_dir), stats.temporal_summary(df), "temporal_summary"
+    labelled = stats.label_experiments(ok.copy())
+    experiments = [{"experiment": g["experiment_label"].iloc[0], "experiment_id": ident,
+                    "optimizers": list(dict.fromkeys(g["optimizer"])) if "optimizer" in g else [],
+                    "files": sorted(set(g["results_file"])), "records": int(len(g)),
+                    "unconverged": int(stats.unconverged(g).sum())}
+                   for ident, g in labelled.groupby("experiment_id", sort=False)]
+    runs.ensure_dir(out_dir)
+    tables = [out_dir / f"{name}.csv", out_dir / f"{name}.json"]
+    runs.atomic_write(tables[0], pd.DataFrame(rows).to_csv(index=False))
+    runs.write_json(tables[1], rows)
+    return {"kind": kind, "records": int(len(ok)), "records_read": int(df.attrs["read"]),
+            "duplicates": int(df.attrs["duplicates"]), "not_drawn": {str(k): int(v) for k, v in not_drawn.items()},
+            "unconverged": sum(e["unconverged"] for e in experiments), "experiments": experiments,
+            "out": str(out_dir), "figures": [str(p) for p in written], "tables": [str(p) for p in tables],
+            "table": name, name: rows}
 
 
 # ---------------------------------------------------------------- sweeps
