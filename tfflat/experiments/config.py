@@ -15,6 +15,7 @@ experiment — |S|, |E|, the |A| grid, the seeds and Table 1's sharpness setting
     train_size = 500
     test_size = 1000
     attack_sizes = [0, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500]
+    attack_resample = false               # one A per |A| for all seeds (true: a new A per seed)
     [train]
     optimizers = ["sgd"]
     seeds = [0, 1, 2, 3, 4]
