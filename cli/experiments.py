@@ -25,9 +25,12 @@ def _load(config, quick, data_dir):
 @click.option("--shard", default=None, metavar="I/N", help="Run only the I-th of N interleaved shares (1-based).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Worker processes on this machine (CPU threads are split between them).")
+@click.option("--tensorboard", type=click.Path(file_okay=False), default=None,
+              help="Also write every record as TensorBoard scalars into this folder (one run per optimizer, "
+                   "seed and overtraining epoch; step = |A|).")
 @click.option("--quick", is_flag=True, help="Apply the config's [quick] section (small sizes, minutes on a laptop).")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
-def sweep(config, out, data_dir, shard, workers, quick, as_json):
+def sweep(config, out, data_dir, shard, workers, tensorboard, quick, as_json):
     """Attack-set sweep: train every (optimizer, |A|, seed) point to zero error and measure
     sharpness, Hessian measures and log P(f) there (Figs. 3, 4, S9, S16–S24)."""
     from tfflat.experiments import results
@@ -46,14 +49,14 @@ def sweep(config, out, data_dir, shard, workers, quick, as_json):
         bar.update(done, info)
 
     try:
-        s = sw.run(exp, out, shard_spec, workers=workers, progress=progress)
+        s = sw.run(exp, out, shard_spec, workers=workers, progress=progress, tensorboard=tensorboard)
     finally:
         bar.close()
     emit(s, as_json, [
         f"{s['points']} points{f' (shard {shard})' if shard else ''}: {s['skipped']} already done, "
         f"{s['run']} run in {s['seconds']:.1f}s with {s['workers']} worker(s)",
         f"results: {out} ({s['records']} records)",
-        f"figures and correlations: tfflat plot {out}"])
+        f"figures and correlations: tfflat plot {out}" + (f";  tensorboard --logdir {tensorboard}" if tensorboard else "")])
 
 
 @click.command()

@@ -69,6 +69,22 @@ def test_shipped_configs_are_valid(path):
         assert exp.prior.likelihood == "probit"
 
 
+def test_configs_state_the_papers_alpha_and_attack_sets():
+    """Figs. 5, S11, S13, S14 rescale with the paper's α (5.9, 5.0, 5.0, 6.0) in the authors' direction
+    (W1/α, b1/α, αW2); every sweep config says which attack sets it uses."""
+    alphas = {"fig5_temporal": 5.9, "s11_temporal_alpha5": 5.0, "s13_temporal_zeta": 5.0, "s14_temporal_long": 6.0}
+    for path in CONFIGS:
+        exp = config.load(path)
+        if exp.kind == "sweep":
+            assert "attack_resample = " in path.read_text() and exp.data.attack_resample is False
+        elif path.stem in alphas:
+            t = exp.temporal
+            assert (t.alpha, t.rescale_direction, t.rescale_layer) == (alphas[path.stem], "inverse", 1)
+            assert t.rescale_factor == pytest.approx(1 / alphas[path.stem])
+        else:
+            assert not exp.temporal.rescales
+
+
 def test_every_figure_has_a_config():
     names = {p.stem for p in CONFIGS}
     for required in ("fig3_mnist_sgd", "fig3_cifar_fcn_sgd", "fig3_cifar_resnet50_sgd", "fig4_mnist_entropy_sgd",
@@ -93,6 +109,9 @@ def test_every_figure_has_a_config():
     (TINY + "[temporal]\nevery = 2\n", "temporal is only for experiment = \"temporal\""),
     (TINY.replace('experiment = "sweep"\n', ""), "missing key experiment"),
     (TINY + "[sharpness]\nzeta = [1e-3, 1e-4]\n", "[sharpness] zeta must be one number in a sweep"),
+    (TINY.replace("attack_sizes", "attack_resample = 1\nattack_sizes"), "[data] attack_resample must be true or false"),
+    (TINY.replace('"sweep"', '"temporal"') + '[temporal]\nrescale_after = 1\nrescale_direction = "up"\n',
+     "[temporal] rescale_direction must be one of"),
 ])
 def test_bad_configs_name_the_key(tmp_path, text, expected):
     with pytest.raises(UserError) as err:
@@ -168,7 +187,7 @@ def test_results_sidecar_accepts_the_same_config_and_refuses_another(tmp_path):
     with pytest.raises(UserError, match=r"different config \(\[temporal\] every differs\)"):
         results.open_results(other, tmp_path / "a.jsonl", {"config": other.to_dict(), "indices": {"S": [1]}})
 
-    fig5 = config.load(ROOT / "configs" / "fig5_temporal.toml")        # rescales: α matters
-    sidecar(tmp_path / "b.jsonl", {**fig5.to_dict(), "temporal": {**fig5.to_dict()["temporal"], "alpha": 5.9}})
+    fig5 = config.load(ROOT / "configs" / "fig5_temporal.toml")        # rescales: α matters (old files: 1/5.9)
+    sidecar(tmp_path / "b.jsonl", {**fig5.to_dict(), "temporal": {**fig5.to_dict()["temporal"], "alpha": 1 / 5.9}})
     with pytest.raises(UserError, match=r"\[temporal\] alpha differs"):
         results.open_results(fig5, tmp_path / "b.jsonl", {"config": fig5.to_dict(), "indices": {"S": [1]}})

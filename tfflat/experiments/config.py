@@ -15,6 +15,7 @@ experiment — |S|, |E|, the |A| grid, the seeds and Table 1's sharpness setting
     train_size = 500
     test_size = 1000
     attack_sizes = [0, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500]
+    attack_resample = false               # one A per |A| for all seeds (true: a new A per seed)
     [train]
     optimizers = ["sgd"]
     seeds = [0, 1, 2, 3, 4]
@@ -50,6 +51,7 @@ from tfflat.prior.prior import log_prior as _log_prior
 from tfflat.training.run import STOP_ON, TrainConfig
 
 KINDS = ("sweep", "temporal")
+RESCALE_DIRECTIONS = ("eq9", "inverse")
 _RUN = TrainConfig()       # the defaults of one training run
 
 
@@ -93,7 +95,13 @@ _section = _pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid", st
 # ---------------------------------------------------------------- the sections
 @_section
 class Data:
-    """``[data]``: the task and the splits S, A, E (SPEC §1); A for |A| is the first |A| of the largest."""
+    """``[data]``: the task and the splits S, A, E (SPEC §1). S and E never change within an experiment.
+
+    ``attack_resample = false``: one attack subset per |A|, shared by every seed (A for |A| is the
+    first |A| of the largest, so the subsets are nested); ``true``: a new A drawn for every
+    (|A|, seed) — App. J.1's "for each subset of attack set we sample 5 times" read as new subsets
+    (:func:`tfflat.data.draw_indices` with ``sample=seed``).
+    """
 
     train_size: PositiveInt
     test_size: Count
@@ -101,6 +109,7 @@ class Data:
     dataset: Literal[tuple(TASKS)] = _RUN.dataset
     data_dir: str | None = _RUN.data_dir          # absolute once parsed; None: tensorflow-datasets
     data_seed: Count = _RUN.data_seed
+    attack_resample: bool = defaults.ATTACK_RESAMPLE
     bits: PositiveInt = _RUN.bits                 # boolean task only
     target: str = _RUN.target                     # boolean task only
 
@@ -161,8 +170,15 @@ class Prior:
 @_section
 class Temporal:
     """``[temporal]``: measure every ``every`` epochs through zero error and ``overtrain`` more; optionally
-    α-rescale layer ``rescale_layer`` (1-based) at epoch ``rescale_epoch`` or ``rescale_after`` epochs
-    after zero error (App. F, eq. 9)."""
+    α-rescale hidden layer ``rescale_layer`` (1-based) at epoch ``rescale_epoch`` or ``rescale_after``
+    epochs after zero error.
+
+    α is App. F eq. (9)'s factor; ``rescale_direction`` says which way it is applied:
+    ``"eq9"``: (W_i, b_i, W_{i+1}) → (αW_i, αb_i, W_{i+1}/α), eq. (9) as written;
+    ``"inverse"``: (W_i, b_i, W_{i+1}) → (W_i/α, b_i/α, αW_{i+1}), what the authors' code did for
+    Fig. 5 (``W1/5.9, b/5.9, 5.9·W2``, layer 1), so the paper-figure configs say α = 5.9, 5.0, 6.0
+    with ``"inverse"``. Both leave the function unchanged.
+    """
 
     every: PositiveInt = 1
     overtrain: Count = defaults.TEMPORAL_OVERTRAIN
@@ -170,10 +186,16 @@ class Temporal:
     rescale_after: Count | None = None
     alpha: Positive = defaults.RESCALE_ALPHA
     rescale_layer: PositiveInt = 1
+    rescale_direction: Literal[RESCALE_DIRECTIONS] = defaults.RESCALE_DIRECTION
 
     @property
     def rescales(self) -> bool:
         return (self.rescale_epoch, self.rescale_after) != (None, None)
+
+    @property
+    def rescale_factor(self) -> float:
+        """The factor eq. (9) multiplies W_i, b_i by (and divides W_{i+1} by): α, or 1/α for ``"inverse"``."""
+        return self.alpha if self.rescale_direction == "eq9" else 1.0 / self.alpha
 
 
 SECTIONS = {"data": Data, "model": Model, "train": Train, "sharpness": Sharpness, "hessian": Hessian,
@@ -243,7 +265,8 @@ class Experiment:
         d["data"] = {k: v for k, v in d["data"].items() if k != "data_dir"}
         d.pop("description", None)
         if self.temporal is not None and not self.temporal.rescales:
-            d["temporal"] = {k: v for k, v in d["temporal"].items() if k not in ("alpha", "rescale_layer")}
+            d["temporal"] = {k: v for k, v in d["temporal"].items()
+                             if k not in ("alpha", "rescale_layer", "rescale_direction")}
         return d
 
     def run_config(self, optimizer: str | None = None, attack_size: int = 0, seed: int = 0,

@@ -50,19 +50,23 @@ class Session:
         self.y_s, self.n_s = first.y_train, len(first.y_train)
 
     # ------------------------------------------------------------ data
-    def indices(self, attack_size: int) -> dict:
-        from tfflat.data import draw_indices
+    def sample(self, seed: int) -> int | None:
+        """The attack-set sample of a point with this seed: the seed with ``attack_resample``, else None."""
+        return int(seed) if self.exp.data.attack_resample else None
 
-        d = self.exp.data
-        return draw_indices(self.task, d.train_size, attack_size, d.test_size, d.data_seed)
+    def indices(self, attack_size: int, seed: int = 0) -> dict:
+        """S, A, E indices of the point (|A| = ``attack_size``, ``seed``); see :func:`attack_indices`."""
+        return attack_indices(self.exp, self.task, attack_size, seed)
 
-    def splits(self, attack_size: int):
-        """S, A, E for ``|A| = attack_size`` (S and E are the same for every |A|)."""
+    def splits(self, attack_size: int, seed: int = 0):
+        """S, A, E for ``|A| = attack_size`` (and, with ``attack_resample``, this seed's A).
+        S and E are the same for every point."""
         from tfflat.data import take
 
-        if attack_size not in self._splits:
-            self._splits[attack_size] = take(self.task, self.indices(attack_size))
-        return self._splits[attack_size]
+        key = (attack_size, self.sample(seed))
+        if key not in self._splits:
+            self._splits[key] = take(self.task, self.indices(attack_size, seed))
+        return self._splits[key]
 
     # ------------------------------------------------------------ model and training
     def model(self, seed: int):
@@ -88,17 +92,18 @@ class Session:
         config = self.exp.run_config(optimizer, attack_size, seed, overtrain)
         model = self.model(seed)
         trainer = self._trainer(optimizer, attack_size, seed)
-        return model, fit(model, self.splits(attack_size), config, callback=callback, trainer=trainer)
+        return model, fit(model, self.splits(attack_size, seed), config, callback=callback, trainer=trainer)
 
     def _trainer(self, optimizer: str, attack_size: int, seed: int):
-        """A cached :class:`~tfflat.training.Trainer` for (optimizer, |A|), or ``None`` when the
-        optimizer keeps state a reset cannot restore (then ``train`` builds a fresh one)."""
+        """A cached :class:`~tfflat.training.Trainer` for (optimizer, |A|) (and the seed's A with
+        ``attack_resample``: the data is part of the compiled step), or ``None`` when the optimizer
+        keeps state a reset cannot restore (then ``train`` builds a fresh one)."""
         import keras
 
         from tfflat.training import Trainer, optimizers
         from tfflat.training.loop import eval_inputs
 
-        key = (optimizer, attack_size)
+        key = (optimizer, attack_size, self.sample(seed))
         if key in self._trainers:
             self._trainers.move_to_end(key)
             return self._trainers[key]
@@ -106,7 +111,7 @@ class Session:
         opt = optimizers.make(optimizer, t.learning_rate, **t.opt_args)
         if any(isinstance(v, keras.random.SeedGenerator) for v in vars(opt).values()):
             return None          # e.g. Entropy-SGD's Langevin noise: its stream is not reset
-        splits = self.splits(attack_size)
+        splits = self.splits(attack_size, seed)
         batch = None if optimizer == "gd" else t.batch_size
         trainer = Trainer(self._model, opt, splits.x_fit, splits.y_fit, batch, seed, x_eval=eval_inputs(splits))
         self._trainers[key] = trainer
@@ -157,9 +162,7 @@ class Session:
                 t0 = time.perf_counter()
                 r = flatness.sharpness(model, x_s, y_s, zeta=zeta, method=sh.method, lr=sh.lr,
                                        epochs=sh.epochs, batch_size=sh.batch_size, seed=seed)
-                sharp.append({"zeta": zeta, "sharpness": float(r.sharpness),
-                              "log10_sharpness": float(r.log10_sharpness),
-                              "seconds_sharpness": time.perf_counter() - t0})
+                sharp.append(sharpness_fields(r, zeta, time.perf_counter() - t0))
         if exp.hessian.enabled:
             from tfflat import flatness
 
@@ -176,7 +179,33 @@ class Session:
                                 delta=exp.prior.delta, check=False)     # PSD by construction
             out.update(ln_prior=r["ln_prior"], log10_prior=r["log10_prior"], pac_bayes_bound=r["pac_bayes_bound"],
                        ep_sweeps=r["sweeps"], ep_converged=r["converged"], seconds_prior=time.perf_counter() - t0)
+            # the GP's own predicted error on E (issue 13), kept when the prior's result carries it
+            out.update({k: r[k] for k in GP_FIELDS if r.get(k) is not None})
         return out, sharp
+
+
+GP_FIELDS = ("gp_test_error",)
+
+
+def sharpness_fields(r, zeta: float, seconds: float) -> dict:
+    """A :class:`~tfflat.flatness.SharpnessResult` as record fields: the sharpness (Def. 2.1), whether
+    the ascent reached the first-order corner's loss (``sharpness_converged``), the corner's own
+    sharpness, the losses behind them, and the ascent's running maximum per epoch (Fig. S10)."""
+    return {"zeta": zeta, "sharpness": float(r.sharpness), "log10_sharpness": float(r.log10_sharpness),
+            "sharpness_converged": bool(r.converged), "corner_sharpness": float(r.corner_sharpness),
+            "sharpness_loss": float(r.loss), "max_loss": float(r.max_loss), "corner_loss": float(r.corner_loss),
+            "ascent_trace": [float(v) for v in np.asarray(r.trace, np.float64).ravel()],
+            "seconds_sharpness": seconds}
+
+
+def attack_indices(exp, task, attack_size: int, seed: int = 0) -> dict:
+    """S, A, E indices of one point: A the first |A| of one fixed order, or — with
+    ``[data] attack_resample`` — a new draw for this seed (:func:`tfflat.data.draw_indices`)."""
+    from tfflat.data import draw_indices
+
+    d = exp.data
+    return draw_indices(task, d.train_size, attack_size, d.test_size, d.data_seed,
+                        sample=int(seed) if d.attack_resample else None)
 
 
 def function_hash(f: np.ndarray) -> str:

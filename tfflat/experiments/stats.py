@@ -1,8 +1,10 @@
-"""The paper's correlation table over a sweep's records (coefficients: :func:`tfflat.stats.correlations`).
+"""The paper's correlation table over sweep records (coefficients: :func:`tfflat.stats.correlations`).
 
 The table pairs generalization with log10 P(f) (Figs. 3a–c, 4a–c) and with flatness
-−log10 sharpness (Figs. 3d–f, 4d–f), log10 P(f) with flatness (Fig. S12), and the Hessian measures
-(Fig. S9) when present — per optimizer and per overtraining epoch (Figs. S16–S21).
+−log10 sharpness (Figs. 3d–f, 4d–f), log10 P(f) with flatness (Fig. S12), the Hessian measures
+(Fig. S9, S18–S21) when present, the PAC-Bayes bound of eq. (4) and the GP's own test error with the
+network's — per experiment, optimizer and overtraining epoch (Figs. S16–S21). Also the derived
+columns the figures plot and the experiments' labels.
 """
 
 from __future__ import annotations
@@ -13,29 +15,108 @@ import numpy as np
 
 from tfflat.stats import correlations
 
-# (x column, y column, label). Generalization is the test accuracy in %, as in the figures;
-# "flatness" is −log10(sharpness).
+# (x column, y column, label); the figures each pair belongs to in the comment. Generalization is the test accuracy in %, as in the figures;
+# "flatness" is −log10(sharpness), the Hessian measures likewise −log10; errors and the bound in %.
 PAIRS = (
-    ("log10_prior", "generalization", "generalization vs log10 P(f)"),
-    ("flatness", "generalization", "generalization vs -log10 sharpness"),
-    ("flatness", "log10_prior", "log10 P(f) vs -log10 sharpness"),
-    ("neg_log10_spectral_norm", "generalization", "generalization vs -log10 Hessian norm"),
-    ("neg_log10_topk_product", "generalization", "generalization vs -log10 top-k eigenvalue product"),
-    ("flatness", "neg_log10_spectral_norm", "-log10 Hessian norm vs -log10 sharpness"),
+    ("log10_prior", "generalization", "generalization vs log10 P(f)"),                      # 3a–c, 4a–c
+    ("flatness", "generalization", "generalization vs -log10 sharpness"),                   # 3d–f, 4d–f
+    ("flatness", "log10_prior", "log10 P(f) vs -log10 sharpness"),                          # S12
+    ("neg_log10_spectral_norm", "generalization", "generalization vs -log10 Hessian norm"),  # S9 a/e
+    ("neg_log10_topk_product", "generalization", "generalization vs -log10 top-k eigenvalue product"),  # S9 b/f
+    ("flatness", "neg_log10_spectral_norm", "-log10 Hessian norm vs -log10 sharpness"),      # S9 c/g
+    ("flatness", "neg_log10_topk_product", "-log10 top-k eigenvalue product vs -log10 sharpness"),  # S9 d/h
+    ("neg_log10_spectral_norm", "log10_prior", "log10 P(f) vs -log10 Hessian norm"),         # S18, S20
+    ("neg_log10_topk_product", "log10_prior", "log10 P(f) vs -log10 top-k eigenvalue product"),  # S19, S21
+    ("test_error", "pac_bayes_bound_pct", "PAC-Bayes bound (eq. 4) vs test error"),
+    ("test_error", "gp_test_error_pct", "GP test error vs network test error"),
 )
+SHARPNESS_COLUMNS = ("flatness",)      # pairs with these rest on the sharpness ascent (its convergence matters)
+GROUPS = ("experiment_label", "optimizer", "overtrain")
+
+DATASETS = {"mnist": "MNIST", "cifar_cats_cars": "CIFAR-10", "boolean": "Boolean"}
+MODELS = {"fcn": "FCN", "fcn-small": "FCN 784-10-40-1", "resnet50": "ResNet50"}
+OPTIMIZERS = {"sgd": "SGD", "gd": "Full-batch GD", "adam": "Adam", "entropy-sgd": "Entropy-SGD", "adagrad": "Adagrad",
+              "momentum": "Momentum", "rmsprop": "RMSProp"}
+
+
+def _num(series):
+    """A column as floats ("inf"/"-inf" strings of strict JSON included; None and text → NaN)."""
+    return series.map(to_float).astype(float)
+
+
+def to_float(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def derived(df):
-    """Add the plotted quantities: generalization (%), flatness = −log10 sharpness, −log10 Hessian."""
-    df = df.copy()
+    """Add the plotted quantities: generalization and test error (%), flatness = −log10 sharpness,
+    −log10 of the Hessian measures, the PAC-Bayes bound and the GP's test error (%), and
+    ``experiment_label`` (:func:`label_experiments`)."""
+    df = label_experiments(df.copy())
     if "test_accuracy" in df:
-        df["generalization"] = 100.0 * df["test_accuracy"].astype(float)
+        acc = _num(df["test_accuracy"])
+        df["generalization"] = 100.0 * acc
+        df["test_error"] = 100.0 * (1.0 - acc)
     if "log10_sharpness" in df:
-        df["flatness"] = -df["log10_sharpness"].astype(float)
+        df["flatness"] = -_num(df["log10_sharpness"])
     if "log10_spectral_norm" in df:
-        df["neg_log10_spectral_norm"] = -df["log10_spectral_norm"].astype(float)
+        df["neg_log10_spectral_norm"] = -_num(df["log10_spectral_norm"])
     if "log10_topk_product" in df:
-        df["neg_log10_topk_product"] = -df["log10_topk_product"].astype(float)
+        df["neg_log10_topk_product"] = -_num(df["log10_topk_product"])
+    if "pac_bayes_bound" in df:
+        df["pac_bayes_bound_pct"] = 100.0 * _num(df["pac_bayes_bound"])
+    if "gp_test_error" in df:
+        df["gp_test_error_pct"] = 100.0 * _num(df["gp_test_error"])
+    if "log10_prior" in df:
+        df["log10_prior"] = _num(df["log10_prior"])
+    return df
+
+
+def unconverged(df):
+    """Boolean mask: the record's sharpness ascent did not reach the first-order corner's loss
+    (``sharpness_converged`` false; records without the field are not counted)."""
+    import pandas as pd
+
+    if "sharpness_converged" not in df:
+        return pd.Series(False, index=df.index)
+    return df["sharpness_converged"].map(lambda v: not pd.isna(v) and not bool(v)).astype(bool)
+
+
+def label_experiments(df):
+    """Add ``experiment_label``: "FCN/MNIST" from the records' model and dataset. Two experiments
+    may share it when their optimizers differ (their records then stay apart by optimizer, as in
+    Fig. 4's "FCN/MNIST, Adam" beside Fig. 3's "FCN/MNIST, SGD"); otherwise the config name (and
+    then the id) is added. A frame that has the column already keeps it."""
+    if "experiment_label" in df:
+        return df
+    if "experiment_id" not in df:
+        from tfflat.experiments.results import IDENTITY, record_id
+
+        cols = [c for c in IDENTITY if c in df]
+        df["experiment_id"] = [record_id(dict(zip(cols, v))) for v in df[cols].itertuples(index=False, name=None)]
+    firsts = df.drop_duplicates("experiment_id")
+    base = {}
+    for _, r in firsts.iterrows():
+        model, data = r.get("model"), r.get("dataset")
+        parts = [MODELS.get(model, str(model).upper()) if isinstance(model, str) else None,
+                 DATASETS.get(data, data) if isinstance(data, str) else None]
+        base[r["experiment_id"]] = "/".join(p for p in parts if p) or str(r["experiment_id"])
+    labels = dict(base)
+    opts = ({i: set(g["optimizer"].dropna()) for i, g in df.groupby("experiment_id")} if "optimizer" in df
+            else {i: {None} for i in base})
+    for ident, lab in base.items():
+        # experiments sharing a label stay apart through their optimizers (Fig. 4: "FCN/MNIST, Adam")
+        # unless they share one: then the config name is added
+        if any(o != ident and base[o] == lab and opts[o] & opts[ident] for o in base):
+            labels[ident] = f"{lab} ({str(ident).split('@')[0]})"
+    named = dict(labels)
+    for ident, lab in named.items():
+        if any(o != ident and named[o] == lab and opts[o] & opts[ident] for o in named):
+            labels[ident] = f"{lab} [{ident}]"
+    df["experiment_label"] = df["experiment_id"].map(labels)
     return df
 
 
@@ -44,19 +125,34 @@ def usable(df):
     return df[df["status"] == "ok"] if "status" in df else df
 
 
-def correlation_table(df, by=("optimizer", "overtrain")) -> list[dict]:
-    """One row per (group, pair) present in a sweep's records; see :data:`PAIRS`."""
-    df = derived(usable(df))
+def groups(df, by=GROUPS):
+    """(dict of the group's values, its rows) for each group of ``by`` present, in order of appearance
+    of the experiments and the optimizers, then by overtraining epoch."""
     by = [c for c in by if c in df and df[c].notna().any()]
-    groups = df.groupby(by, sort=True, dropna=False) if by else [((), df)]
+    if not by:
+        return [({}, df)]
+    order = {c: {v: i for i, v in enumerate(dict.fromkeys(df[c]))} for c in by}
+    out = [(dict(zip(by, k if isinstance(k, tuple) else (k,))), g)
+           for k, g in df.groupby(by, sort=False, dropna=False)]
+    return sorted(out, key=lambda kg: tuple(order[c].get(kg[0][c], 0) if c != "overtrain" else kg[0][c] for c in by))
+
+
+def correlation_table(df, by=GROUPS) -> list[dict]:
+    """One row per (group, pair) present in the records (see :data:`PAIRS`); a pair resting on
+    sharpness also counts the records whose ascent did not converge (``unconverged``)."""
+    df = derived(usable(df))
     rows = []
-    for gkey, g in groups:
-        gkey = gkey if isinstance(gkey, tuple) else (gkey,)
+    for key, g in groups(df, by):
+        bad = unconverged(g)
         for xc, yc, label in PAIRS:
             if xc not in g or yc not in g or g[xc].notna().sum() == 0 or g[yc].notna().sum() == 0:
                 continue
-            row = {**{c: _plain(v) for c, v in zip(by, gkey)}, "pair": label, "x": xc, "y": yc}
+            row = {("experiment" if c == "experiment_label" else c): _plain(v) for c, v in key.items()}
+            row.update(pair=label, x=xc, y=yc)
             row.update(correlations(g[xc].to_numpy(float), g[yc].to_numpy(float)))
+            if xc in SHARPNESS_COLUMNS or yc in SHARPNESS_COLUMNS:
+                ok = np.isfinite(g[xc].to_numpy(float)) & np.isfinite(g[yc].to_numpy(float))
+                row["unconverged"] = int((bad.to_numpy() & ok).sum())
             rows.append(row)
     return rows
 
@@ -73,31 +169,44 @@ def format_table(rows: list[dict]) -> list[str]:
     """Text lines of a correlation table (for the terminal)."""
     if not rows:
         return ["(no correlations: no measured records)"]
-    keys = [k for k in ("optimizer", "overtrain") if k in rows[0]]
-    head = "  ".join(f"{k:<10}" for k in keys) + f"  {'pair':<52} {'n':>4} {'pearson':>8} {'p':>9} " \
+    keys = [k for k in ("experiment", "optimizer", "overtrain") if k in rows[0]]
+    width = {k: max(len(k), *(len(str(r.get(k))) for r in rows)) for k in keys}
+    head = "  ".join(f"{k:<{width[k]}}" for k in keys) + f"  {'pair':<52} {'n':>4} {'pearson':>8} {'p':>9} " \
         f"{'spearman':>8} {'p':>9} {'kendall':>8} {'p':>9}"
     lines = [head]
     for r in rows:
-        lines.append("  ".join(f"{str(r[k]):<10}" for k in keys) +
+        note = f"  ({r['unconverged']} unconverged)" if r.get("unconverged") else ""
+        lines.append("  ".join(f"{str(r.get(k)):<{width[k]}}" for k in keys) +
                      f"  {r['pair']:<52} {r['n']:>4} {r['pearson_r']:>8.3f} {r['pearson_p']:>9.2e} "
-                     f"{r['spearman_rho']:>8.3f} {r['spearman_p']:>9.2e} {r['kendall_tau']:>8.3f} {r['kendall_p']:>9.2e}")
+                     f"{r['spearman_rho']:>8.3f} {r['spearman_p']:>9.2e} {r['kendall_tau']:>8.3f} "
+                     f"{r['kendall_p']:>9.2e}{note}")
     return lines
 
 
 def temporal_summary(df) -> list[dict]:
     """Per trajectory (and ζ): zero-error epoch, and at the rescaling epoch the sharpness, log10 P(f)
-    and accuracies just before and just after α-rescaling (Fig. 5, S11: f and so P(f) unchanged)."""
+    and accuracies just before and just after α-rescaling (Fig. 5, S11: f and so P(f) unchanged);
+    ``unconverged`` counts the measurements whose sharpness ascent did not converge."""
+    df = label_experiments(df.copy())
+    keys = ["experiment_label", "optimizer", "attack_size", "seed", "zeta"]
+    names = ["experiment", "optimizer", "attack_size", "seed", "zeta"]
     rows = []
-    for key, g in df.groupby(["optimizer", "attack_size", "seed", "zeta"], sort=True, dropna=False):
-        row = dict(zip(("optimizer", "attack_size", "seed", "zeta"), map(_plain, key)))
+    for key, g in df.groupby(keys, sort=False, dropna=False):
+        row = dict(zip(names, map(_plain, key)))
         zero = g["zero_error_epoch"].dropna()
         row["zero_error_epoch"] = int(zero.iloc[-1]) if len(zero) else None
         row["epochs"] = int(g["epoch"].max())
+        row["measurements"] = int(len(g))
+        if "sharpness_converged" in g:
+            row["unconverged"] = int(unconverged(g).sum())
         if "after_rescale" in g and g["after_rescale"].any():
             r = int(g.loc[g["after_rescale"].astype(bool), "epoch"].min())
             at = g[g["epoch"] == r]
             before, after = at[~at["after_rescale"].astype(bool)], at[at["after_rescale"].astype(bool)]
             row["rescale_epoch"], row["alpha"] = r, float(g["alpha"].dropna().iloc[0])
+            for name in ("rescale_direction", "rescale_layer", "rescale_factor"):
+                if name in g and g[name].notna().any():
+                    row[name] = _plain(g[name].dropna().iloc[0])
             for name in ("sharpness", "log10_prior", "train_accuracy", "test_accuracy", "function_hash"):
                 if name in g:
                     row[f"{name}_before"] = _plain(before[name].iloc[0]) if len(before) else None

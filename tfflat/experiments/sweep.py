@@ -4,7 +4,11 @@ Each point trains an FCN (or ResNet50) on S ∪ A to the zero-error epoch (§5.2
 sharpness (Def. 2.1), the Hessian measures (App. E, when asked) and log P(f) (§2.3, one kernel for
 the whole sweep since S + E is shared) there and, optionally, at later overtraining epochs
 (Figs. S16–S21). One flat JSON record per measurement is appended atomically to the results file
-(see :mod:`tfflat.experiments.results`); a rerun skips what is there.
+(see :mod:`tfflat.experiments.results`); a rerun skips what is there. A record names its experiment
+(config name, ``quick``, dataset, model, sizes, ``attack_resample``) and point (optimizer, |A|,
+seed, overtraining epoch), and keeps the sharpness ascent's convergence: ``sharpness_converged``,
+``corner_sharpness``, the losses and the ``ascent_trace`` (Fig. S10). With ``attack_resample`` each
+seed of an |A| trains on its own A (recorded in the sidecar).
 
 Parallelism: ``shard=(i, n)`` runs every n-th point (cluster job arrays); ``workers=k`` starts k
 worker processes on this machine that take points from a queue (each keeps its TensorFlow, data,
@@ -70,16 +74,25 @@ def shard(points: list, i: int, n: int) -> list:
 
 
 def sidecar(exp, session_or_task) -> dict:
-    """What the results' sidecar records besides the versions."""
+    """What the results' sidecar records besides the versions: the config, model spec, data source
+    and every index of S, A and E (with ``attack_resample``, each point's own A)."""
     from tfflat.data import draw_indices
+    from tfflat.experiments.session import attack_indices
 
     task = getattr(session_or_task, "task", session_or_task)
     d = exp.data
     spec = exp.model_spec(task.input_shape)
-    return {"experiment": exp.kind, "config": exp.to_dict(), "config_file": exp.path, "model_spec": spec,
-            "source": task.source,
-            "indices": draw_indices(task, d.train_size, max(d.attack_sizes), d.test_size, d.data_seed),
-            "indices_note": "A for a given |A| is the first |A| entries of indices.A (S and E never change)"}
+    meta = {"experiment": exp.kind, "config": exp.to_dict(), "config_file": exp.path, "model_spec": spec,
+            "source": task.source, "attack_resample": d.attack_resample,
+            "indices": draw_indices(task, d.train_size, max(d.attack_sizes), d.test_size, d.data_seed)}
+    if d.attack_resample:
+        meta["attack_indices"] = {f"A{a}/seed{s}": attack_indices(exp, task, a, s)["A"]["indices"]
+                                  for a in d.attack_sizes for s in exp.train.seeds}
+        meta["indices_note"] = ("S and E never change; each (|A|, seed) point trains on its own A, "
+                                "attack_indices['A<|A|>/seed<seed>'] (indices into pool indices.A.pool)")
+    else:
+        meta["indices_note"] = "A for a given |A| is the first |A| entries of indices.A (S and E never change)"
+    return meta
 
 
 def point_keys(exp, point: Point) -> list[str]:
@@ -91,14 +104,21 @@ def todo(exp, points: list[Point], done: set[str]) -> list[Point]:
 
 
 def base_record(exp, point: Point) -> dict:
-    """The fields every record of ``point`` starts with."""
-    return {"experiment": exp.name, "dataset": exp.data.dataset, "model": exp.model.name,
+    """The fields every record of ``point`` starts with (what identifies its experiment and point)."""
+    return {"experiment": exp.name, "quick": exp.quick, "dataset": exp.data.dataset, "model": exp.model.name,
             "optimizer": point.optimizer, "attack_size": point.attack_size, "seed": point.seed,
-            "train_size": exp.data.train_size, "test_size": exp.data.test_size}
+            "train_size": exp.data.train_size, "test_size": exp.data.test_size,
+            "attack_resample": exp.data.attack_resample}
 
 
-def run_point(session, point: Point, done: set[str], out) -> list[dict]:
-    """Train one point and append a record for each of its overtraining epochs not yet in ``done``."""
+def tensorboard_run(point: Point, overtrain: int) -> str:
+    """A sweep's TensorBoard run: one curve against |A| per (optimizer, seed, overtraining epoch)."""
+    return f"{point.optimizer}_seed{point.seed}" + (f"_over{overtrain}" if overtrain else "")
+
+
+def run_point(session, point: Point, done: set[str], out, tensorboard=None) -> list[dict]:
+    """Train one point and append a record for each of its overtraining epochs not yet in ``done``
+    (and, with a :class:`~tfflat.experiments.tensorboard.ScalarWriter`, write its scalars at step |A|)."""
     from tfflat.experiments.session import reached_zero_error
 
     exp = session.exp
@@ -113,6 +133,10 @@ def run_point(session, point: Point, done: set[str], out) -> list[dict]:
         runs.append_jsonl(out, rec)
         done.add(rec["key"])
         written.append(rec)
+        if tensorboard is not None and rec["status"] == "ok":
+            from tfflat.experiments.tensorboard import tags
+
+            tensorboard.write(tensorboard_run(point, rec["overtrain"]), point.attack_size, tags(rec))
 
     def callback(epoch, rec, model):
         if state["zero"] is None and reached_zero_error(rec, exp.train.stop_on):
@@ -154,8 +178,11 @@ def _accuracies(rec: dict) -> dict:
 
 # ---------------------------------------------------------------- the whole sweep
 def run(exp, out, shard_spec: tuple[int, int] = (1, 1), workers: int = 1, task=None,
-        progress: Callable[[int, int, str], None] | None = None) -> dict:
+        progress: Callable[[int, int, str], None] | None = None, tensorboard: str | None = None) -> dict:
     """Run (or resume) the sweep's share ``shard_spec`` with ``workers`` processes; append to ``out``.
+
+    With ``tensorboard`` (a folder), every record made now is also written as TensorBoard scalars
+    (:mod:`tfflat.experiments.tensorboard`; each worker writes its own event files).
 
     Returns a summary: points in the share, points run now, points skipped (already done), records
     written, seconds.
@@ -177,19 +204,26 @@ def run(exp, out, shard_spec: tuple[int, int] = (1, 1), workers: int = 1, task=N
         if workers == 1:
             from tfflat.experiments.session import Session
 
+            from tfflat.experiments.tensorboard import ScalarWriter
+
             session = Session(exp, task, kernel_cache=results.kernel_cache(out))
             n = summary["skipped"]
-            for p in pending:
-                run_point(session, p, done, out)
-                n += 1
-                if progress:
-                    progress(n, len(share), f"|A|={p.attack_size} seed {p.seed} {p.optimizer}")
+            writer = ScalarWriter(tensorboard) if tensorboard else None
+            try:
+                for p in pending:
+                    run_point(session, p, done, out, writer)
+                    n += 1
+                    if progress:
+                        progress(n, len(share), f"|A|={p.attack_size} seed {p.seed} {p.optimizer}")
+            finally:
+                if writer is not None:
+                    writer.close()
         else:
             if exp.prior.enabled:     # into the cache once, so that the workers only load it
                 from tfflat.experiments.session import Session
 
                 Session(exp, task, kernel_cache=results.kernel_cache(out)).kernel()
-            _run_workers(exp, out, pending, workers, summary["skipped"], len(share), progress)
+            _run_workers(exp, out, pending, workers, summary["skipped"], len(share), progress, tensorboard)
     summary["records"] = len(results.finished_keys(out))
     summary["seconds"] = time.perf_counter() - t0
     return summary
@@ -210,16 +244,15 @@ def _die_with_parent() -> None:
         pass
 
 
-def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total: int, progress) -> None:
+def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total: int, progress,
+                 tensorboard: str | None = None) -> None:
     """Feed ``pending`` points to ``workers`` child processes, preferring a child's last (optimizer, |A|)
     so each compiles few training steps. Threads are split evenly between the children."""
     cores = os.cpu_count() or 1
     threads = str(max(1, cores // workers))
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS=threads,
                OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads, TF_CPP_MIN_LOG_LEVEL="3")
-    cmd = [sys.executable, "-m", "tfflat.experiments.sweep", str(out)]
-    if exp.path:
-        cmd += [str(exp.path)]
+    cmd = [sys.executable, "-m", "tfflat.experiments.sweep", str(out), str(exp.path or ""), str(tensorboard or "")]
     logs = [tempfile.TemporaryFile("w+") for _ in range(workers)]   # TensorFlow's start-up chatter, errors
     procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
                               bufsize=1, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
@@ -281,29 +314,36 @@ def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total
             log.close()
 
 
-def _worker(out: str, config_path: str | None) -> int:
+def _worker(out: str, config_path: str | None, tensorboard: str | None = None) -> int:
     """Child process: read points (JSON lines) from stdin, run them, report each on stdout."""
     from tfflat.experiments.config import Experiment
     from tfflat.experiments.session import Session
+    from tfflat.experiments.tensorboard import ScalarWriter
 
     meta = results.read_meta(out)
     exp = Experiment.from_dict(meta["config"], path=config_path)
     session = None
     done = results.finished_keys(out)
-    for line in sys.stdin:
-        opt, a, s = json.loads(line)
-        if session is None:
-            session = Session(exp, kernel_cache=results.kernel_cache(out))
-        run_point(session, Point(opt, int(a), int(s)), done, out)
-        sys.stdout.write(_MSG + json.dumps({"done": [opt, a, s]}) + "\n")
-        sys.stdout.flush()
+    writer = ScalarWriter(tensorboard) if tensorboard else None
+    try:
+        for line in sys.stdin:
+            opt, a, s = json.loads(line)
+            if session is None:
+                session = Session(exp, kernel_cache=results.kernel_cache(out))
+            run_point(session, Point(opt, int(a), int(s)), done, out, writer)
+            sys.stdout.write(_MSG + json.dumps({"done": [opt, a, s]}) + "\n")
+            sys.stdout.flush()
+    finally:
+        if writer is not None:
+            writer.close()
     return 0
 
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        sys.exit(_worker(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
+        args = sys.argv[1:] + ["", ""]
+        sys.exit(_worker(args[0], args[1] or None, args[2] or None))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
