@@ -33,7 +33,7 @@ from tfflat.errors import UserError
 
 MAX_BITS = 20
 PIECE = 2 ** 16                # samples per unit of work (rounded to whole blocks)
-WORKERS_FROM = 2 ** 18         # default: runs with at least this many samples to draw use worker processes
+WORKERS_FROM = 2 ** 19         # default: runs with at least this many samples to draw use worker processes
 
 
 def check_settings(bits: int, samples: int, widths=defaults.FCN_PRESETS["fcn"],
