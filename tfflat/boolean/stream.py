@@ -16,7 +16,7 @@ import numpy as np
 
 from tfflat import defaults
 
-RNG = "splitmix64+weyl32+mix32x2+box-muller"     # recorded with the state; change it if the stream changes
+RNG = "splitmix64+weyl32+mix32x2+box-muller-sin"     # recorded with the state; change it if the stream changes
 GAMMA, GAMMA32 = 0x9E3779B97F4A7C15, 0x9E3779B9     # golden-ratio increments
 _MASK = (1 << 64) - 1
 # xorshift-multiply mixers (dtype, shifts, multipliers): SplitMix64's finaliser (Steele et al. 2014)
@@ -73,16 +73,16 @@ def reference_normals(seed: int, start: int, count: int, per_sample: int) -> np.
     shape (count, per_sample): the definition the compiled sampler is tested against.
 
     Sample s has the 64-bit key K = (lo, hi) of :func:`sample_keys`; its normal j (j = 1 …) is
-    Box–Muller on the words (b, c) of :func:`words`: r = √(−2 ln u) with u = (⌊b/2⌋ + ½)·2⁻³¹, and
-    z = ±r·cos(πv/2) with v = ⌊c/2⁸⌋·2⁻²⁴ and the sign from c's low bit (|cos Θ| for Θ uniform on
-    the circle is distributed as cos(πv/2); the sign is a fair coin)."""
+    Box–Muller on the words (b, c) of :func:`words`: z = r·sin(πw/2) with r = √(−2 ln u),
+    u = (⌊b/2⌋ + ½)·2⁻³¹ ∈ (0, 1), and w = c'·2⁻³¹ ∈ [−1, 1) for c' = c read as a signed 32-bit
+    integer. Θ = πw/2 is uniform on [−π/2, π/2), and sin Θ has the arcsine law of the sine of an
+    angle uniform on the circle, so z ~ N(0, 1) exactly as Box–Muller's r·sin(2πU)."""
     keys = sample_keys(seed, start, count)
     lo = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)[:, None]
     hi = (keys >> np.uint64(32)).astype(np.uint32)[:, None]
     b, c = words(lo, hi, np.arange(1, per_sample + 1, dtype=np.uint32)[None, :])
     r = np.sqrt(-2.0 * np.log(((b >> np.uint32(1)).astype(np.float64) + 0.5) * 2.0 ** -31))
-    v = (c >> np.uint32(8)).astype(np.float64) * 2.0 ** -24
-    return r * np.cos(np.pi / 2 * v) * np.where(c & np.uint32(1), -1.0, 1.0)
+    return r * np.sin(np.pi / 2 * c.view(np.int32).astype(np.float64) * 2.0 ** -31)
 
 
 def weight_scales(fan_in: int, sigma_w: float, sigma_b: float) -> np.ndarray:
