@@ -9,9 +9,10 @@ Box–Muller normals in float32 from raw 64-bit draws (mantissa trick, numpy's S
 2.6× faster than numpy's ziggurat here), preallocated buffers (temporaries > 128 kB cost page
 faults); ReLU homogeneity folds σw/√fan_in into the biases, so weights stay standard normal; layer 1
 as one GEMM over the whole batch and all 128 inputs (the inputs are shared, the bias is a ones
-column); layer 2 as a stacked ``np.matmul`` (one sgemm per network: 135 GFLOPS on one core here);
-its bias folded into the ReLU and the output (relu(u + β)·w = max(u, −β)·w + β·w); the output
-unit as a stacked matrix–vector product; ``np.packbits`` and ``np.unique`` per process, one merge.
+column); layer 2 as a stacked ``np.matmul`` (one sgemm per network: 135 GFLOPS on one core here), its
+bias carried by a constant unit of layer 1 (weights 0, bias 1: a row of ones after the ReLU); the
+output unit as a stacked matrix–vector product; ``np.packbits`` and ``np.unique`` per process, one
+merge.
 
 tfflat: :func:`tfflat.boolean.sampling.sample` with its defaults (worker processes), timed end to
 end (worker start-up and compilation included) and in steady state (from the first finished piece
@@ -54,13 +55,16 @@ class _NumpyNetworks:
         self.c1 = np.float32(sb / (sw / np.sqrt(bits)))
         self.c2 = np.float32(self.c1 / (sw / np.sqrt(self.w1)))
         self.c3 = np.float32(self.c2 / (sw / np.sqrt(self.w2)))
-        self.per = (bits + 1) * self.w1 + (self.w1 + 1) * self.w2 + (self.w2 + 1)
+        # layer 1 gets a constant unit (weights 0, bias 1): its output row of ones carries layer 2's bias
+        self.per = (bits + 1) * (self.w1 + 1) + (self.w1 + 1) * self.w2 + (self.w2 + 1)
         self.pairs = pairs = -(-self.per * batch // 2)
         self.words = np.empty(2 * pairs, np.uint32)
         self.r, self.t, self.z = np.empty(pairs, np.float32), np.empty(pairs, np.float32), np.empty(2 * pairs, np.float32)
-        self.h = np.empty((batch * self.w1, self.inputs), np.float32)
+        self.h = np.empty((batch * (self.w1 + 1), self.inputs), np.float32)
         self.u = np.empty((batch, self.w2, self.inputs), np.float32)
         self.y = np.empty((batch, 1, self.inputs), np.float32)
+        self.one = np.zeros(bits + 1, np.float32)
+        self.one[bits] = 1
 
     def normals(self, bg) -> np.ndarray:
         """batch·per standard normals: Box–Muller on uniforms in [1, 2) built from raw bits."""
@@ -72,8 +76,7 @@ class _NumpyNetworks:
         np.log(r, out=r)
         np.multiply(r, np.float32(-2), out=r)
         np.sqrt(r, out=r)
-        np.subtract(f[p:], np.float32(1), out=t)                     # [0, 1)
-        np.multiply(t, np.float32(2 * np.pi), out=t)
+        np.multiply(f[p:], np.float32(2 * np.pi), out=t)             # 2π·[1, 2): cos, sin of 2π·U
         np.cos(t, out=z[:p])
         np.multiply(z[:p], r, out=z[:p])
         np.sin(t, out=z[p:])
@@ -82,21 +85,23 @@ class _NumpyNetworks:
 
     def functions(self, z: np.ndarray) -> np.ndarray:
         """Packed functions (batch, 16 bytes) of the networks whose standard normals are ``z``, layer
-        by layer: all networks' layer-1 rows (w1 × (n+1)), then layer 2's (w2 × (w1+1)), then the
-        output rows (w2+1); each row is a unit's weights, then its bias."""
+        by layer: all networks' layer-1 rows (w1 + 1 units × (n+1), the last overwritten by the
+        constant unit), then layer 2's (w2 × (w1+1)), then the output rows (w2+1); each row is a
+        unit's weights, then its bias."""
         b, n, w1, w2 = self.batch, self.bits, self.w1, self.w2
-        a1, a2 = b * (n + 1) * w1, b * (w1 + 1) * w2
-        g1 = z[:a1].reshape(b * w1, n + 1)
+        a1, a2 = b * (n + 1) * (w1 + 1), b * (w1 + 1) * w2
+        g1 = z[:a1].reshape(b, w1 + 1, n + 1)
         g2 = z[a1:a1 + a2].reshape(b, w2, w1 + 1)
         g3 = z[a1 + a2:a1 + a2 + b * (w2 + 1)].reshape(b, w2 + 1)
-        g1[:, n] *= self.c1
-        np.matmul(g1, self.xt, out=self.h)                            # layer 1: all networks, all inputs
+        g1[:, :, n] *= self.c1
+        g1[:, w1] = self.one
+        g2[:, :, w1] *= self.c2
+        np.matmul(g1.reshape(b * (w1 + 1), n + 1), self.xt, out=self.h)     # layer 1: all networks, all inputs
         np.maximum(self.h, 0, out=self.h)
-        np.matmul(g2[:, :, :w1], self.h.reshape(b, w1, self.inputs), out=self.u)
-        beta = self.c2 * g2[:, :, w1]                                 # layer 2's bias, folded:
-        np.maximum(self.u, -beta[:, :, None], out=self.u)             # relu(u + β) − β
+        np.matmul(g2, self.h.reshape(b, w1 + 1, self.inputs), out=self.u)
+        np.maximum(self.u, 0, out=self.u)
         np.matmul(g3[:, None, :w2], self.u, out=self.y)
-        self.y += (np.einsum("bj,bj->b", g3[:, :w2], beta) + self.c3 * g3[:, w2])[:, None, None]
+        self.y += (self.c3 * g3[:, w2])[:, None, None]
         return np.packbits(self.y[:, 0] >= 0, axis=1, bitorder="little")
 
 

@@ -231,6 +231,14 @@ def test_workers_give_the_in_process_table(tmp_path):
     assert np.array_equal(resumed.keys, whole.keys) and np.array_equal(resumed.counts, whole.counts)
 
 
+def test_worker_failure_is_reported():
+    from tfflat.boolean.workers import Pool
+
+    with pytest.raises(RuntimeError, match=r"(?s)sampler worker 1 stopped \(exit 1\).*KeyError: 'bits'"):
+        with Pool(1, {"seed": 0}) as pool:
+            list(pool.map([(0, 10)]))
+
+
 def test_table_csv_round_trip(tmp_path):
     t = sampling.sample(2000, 3, seed=0)
     n = T.write_table(tmp_path / "f.csv", t, min_count=2)
