@@ -167,7 +167,8 @@ def run_tfflat(samples: int, seed: int):
     first = next(i for i, (_, done) in enumerate(marks) if done > 0)
     (t0, d0), (t1, d1) = marks[first], marks[-1]
     steady = (t1 - t0) * samples / (d1 - d0) if d1 > d0 else wall
-    return {"wall": wall, "steady": steady, "cpu": cpu, "distinct": table.distinct, "top": top}
+    return {"wall": wall, "steady": steady, "cpu": cpu, "distinct": table.distinct, "top": top,
+            "startup": t0 - t - (t1 - t0) / (d1 - d0) * d0 if d1 > d0 else 0.0}
 
 
 def agreement(a: dict, b: dict, n: int) -> str:
@@ -326,10 +327,10 @@ def _recheck_fraction(eps: float, rng, samples: int = 20000) -> float:
 
 
 def profile() -> None:
-    from tfflat.boolean.workers import _env
+    from tfflat.boolean.workers import worker_env
 
     print(f"machine: {machine()}; load {os.getloadavg()[0]:.1f}")
-    subprocess.run([sys.executable, os.path.abspath(__file__), "--profile-child"], env=_env(), check=True)
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--profile-child"], env=worker_env(), check=True)
 
 
 def main():
@@ -355,7 +356,8 @@ def main():
             r = res[name] = fn(n, seed=rnd)
             print(f"{rnd + 1:5d} {name:8s} {n:10d} {n / r['wall']:10,.0f} {n / r['steady']:10,.0f} "
                   f"{1e6 * r['cpu'] / n:13.2f} {FLOP * n / r['steady'] / 1e9:7.1f} "
-                  f"{1e8 * r['steady'] / n / 60:9.1f} min {r['distinct']:9d} {os.getloadavg()[0]:5.1f}", flush=True)
+                  f"{1e8 * r['steady'] / n / 60:9.1f} min {r['distinct']:9d} {os.getloadavg()[0]:5.1f}"
+                  + (f"  (start-up {r['startup']:.1f} s)" if "startup" in r else ""), flush=True)
         print(f"      same distribution? {agreement(res['numpy']['top'], res['tfflat']['top'], n)}")
         ratios.append((res["numpy"]["wall"] / res["tfflat"]["wall"], res["numpy"]["wall"] / res["tfflat"]["steady"],
                        (res["numpy"]["cpu"]) / res["tfflat"]["cpu"]))

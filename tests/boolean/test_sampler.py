@@ -67,6 +67,11 @@ def test_count_rows_and_merge(rng):
     assert dict(zip(map(tuple, k3), c3)) == more and c3.sum() == 507
 
 
+def test_by_count_is_the_stable_sort(rng):
+    counts = np.maximum(1, rng.geometric(0.6, 5000) - 1)
+    assert np.array_equal(sampling.by_count(counts), np.argsort(-counts, kind="stable"))
+
+
 # ---- the weight stream -----------------------------------------------------------------------
 
 def _python_normal(seed: int, s: int, j: int) -> float:

@@ -126,8 +126,15 @@ def sample(samples: int, bits: int = defaults.BOOLEAN_BITS, widths=defaults.FCN_
     keys, counts = merge(tables)
     if len(counts) == 0:
         keys = np.zeros((0, n_words(bits)), np.uint64)
-    order = np.argsort(-counts, kind="stable")
+    order = by_count(counts)
     return Table(int(bits), int(samples), keys[order], counts[order], seconds, config)
+
+
+def by_count(counts: np.ndarray) -> np.ndarray:
+    """``np.argsort(-counts, kind="stable")`` for counts ≥ 1, sorting only the counts above 1 (at 10⁸
+    samples 2 % of the rows; the rest keep their order)."""
+    many = np.flatnonzero(counts > 1)
+    return np.concatenate([many[np.argsort(-counts[many], kind="stable")], np.flatnonzero(counts <= 1)])
 
 
 def _chunks(settings: dict, todo, workers: int, progress, finished: int, samples: int):

@@ -35,7 +35,9 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _env() -> dict:
+def worker_env() -> dict:
+    """The environment of a worker: one TensorFlow thread, the evaluator's XLA flags (before the
+    caller's own, which win), quiet logs."""
     from tfflat.boolean.evaluator import XLA_FLAGS
 
     one = "1"
@@ -59,7 +61,7 @@ class Pool:
         self._logs = [tempfile.TemporaryFile("w+b") for _ in range(workers)]
         self._procs = []
         self._queue: queue.Queue = queue.Queue()
-        env = _env()
+        env = worker_env()
         for i, log in enumerate(self._logs):
             proc = subprocess.Popen([sys.executable, "-m", "tfflat.boolean.workers"], stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=log, env=env)
