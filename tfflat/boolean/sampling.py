@@ -151,6 +151,7 @@ def _chunks(settings: dict, todo, workers: int, progress, finished: int, samples
     parts: dict = {c: [] for c in range(len(todo))}
     left = {c: len(range(lo, hi, piece)) for c, (lo, hi, _) in enumerate(todo)}
     t0 = time.perf_counter()
+    workers = min(workers, len(pieces))
     pool = Pool(workers, settings) if workers > 0 else None
     try:
         if pool is None:
