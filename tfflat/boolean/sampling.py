@@ -32,8 +32,6 @@ from tfflat.data.keys import n_words
 from tfflat.errors import UserError
 
 MAX_BITS = 20
-PIECE = 2 ** 16                # samples per unit of work (rounded to whole blocks)
-WORKERS_FROM = 2 ** 19         # default: runs with at least this many samples to draw use worker processes
 
 
 def check_settings(bits: int, samples: int, widths=defaults.FCN_PRESETS["fcn"],
@@ -47,6 +45,10 @@ def check_settings(bits: int, samples: int, widths=defaults.FCN_PRESETS["fcn"],
         raise UserError(f"hidden widths must be positive integers, got {tuple(widths)}")
     if not (sigma_w > 0 and sigma_b >= 0 and math.isfinite(sigma_w) and math.isfinite(sigma_b)):
         raise UserError(f"need σw > 0 and σb ≥ 0, got σw = {sigma_w}, σb = {sigma_b}")
+
+
+PIECE = 2 ** 16                # samples per unit of work (rounded to whole blocks)
+WORKERS_FROM = 2 ** 19         # default: runs with at least this many samples to draw use worker processes
 
 
 def sample(samples: int, bits: int = defaults.BOOLEAN_BITS, widths=defaults.FCN_PRESETS["fcn"], sigma_w: float | None = None,
