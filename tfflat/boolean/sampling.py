@@ -4,29 +4,30 @@ Draw the weights of an n-bit ReLU FCN from the initialisation distribution
 (W ~ N(0, σw²/fan_in), b ~ N(0, σb²)), evaluate it on all 2ⁿ inputs, and count how often each
 function f : {0,1}ⁿ → {0,1} (label 1 iff logit ≥ 0) comes out. P(f) ≈ count / samples.
 
-The samples are split into chunks; the compiled evaluator (:mod:`tfflat.boolean.evaluator`) computes
-blocks of each in a thread pool, the chunk's functions are counted with numpy ``unique``
-(:func:`tfflat.boolean.table.count_rows`) while the pool computes the next blocks, and each finished
-chunk's table is written atomically to ``STATE/chunks/`` so a stopped run resumes there. The weight
-stream (:mod:`tfflat.boolean.stream`) makes sample ``s`` the same network however the run is
-batched, chunked, threaded or interrupted: a resumed run gives the table of an uninterrupted one.
+The samples are split into chunks (the unit of checkpointing) and the chunks into pieces (the unit
+of work). Large runs send the pieces to single-threaded worker processes
+(:mod:`tfflat.boolean.workers`), which evaluate them with the compiled evaluator
+(:mod:`tfflat.boolean.evaluator`) and count their functions; small runs do the same in this
+process. Each chunk's pieces are merged (:func:`tfflat.boolean.table.merge`) and written atomically
+to ``STATE/chunks/``, so a stopped run resumes there. The weight stream
+(:mod:`tfflat.boolean.stream`) makes sample ``s`` the same network however the run is batched,
+chunked, split between workers or interrupted: a resumed run gives the table of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from tfflat import defaults
-from tfflat.boolean.evaluator import Network, default_batch, default_block, network
+from tfflat.boolean.evaluator import default_batch, default_block, network
 from tfflat.boolean.stream import RNG
-from tfflat.boolean.table import Table, count_rows, merge
+from tfflat.boolean.table import Table, merge
+from tfflat.boolean.workers import Pool, default_workers
 from tfflat.data.keys import n_words
 from tfflat.errors import UserError
 
@@ -44,9 +45,13 @@ def check_settings(bits: int, samples: int, widths=defaults.FCN_PRESETS["fcn"],
         raise UserError(f"need σw > 0 and σb ≥ 0, got σw = {sigma_w}, σb = {sigma_b}")
 
 
+PIECE = 2 ** 16                # samples per unit of work (rounded to whole blocks)
+WORKERS_FROM = 2 ** 19         # default: runs with at least this many samples to draw use worker processes
+
+
 def sample(samples: int, bits: int = defaults.BOOLEAN_BITS, widths=defaults.FCN_PRESETS["fcn"], sigma_w: float | None = None,
            sigma_b: float | None = None, seed: int = 0, *, state_dir=None, chunk: int = 2 ** 20,
-           batch: int | None = None, threads: int | None = None,
+           batch: int | None = None, workers: int | None = None,
            progress: Callable[[int, int], None] | None = None) -> Table:
     """Sample ``samples`` networks' functions and count them (paper §5.1: 10⁸ samples, 7-40-40-1).
 
@@ -60,10 +65,11 @@ def sample(samples: int, bits: int = defaults.BOOLEAN_BITS, widths=defaults.FCN_
         with the same settings resumes from them. ``None``: keep nothing.
       chunk: samples per chunk (the unit of checkpointing and counting; rounded to whole blocks).
       batch: networks per step of the compiled loop (default :func:`default_batch`).
-      threads: concurrent compiled calls (default: the number of CPUs).
-      progress: ``progress(samples_done, samples)`` after every compiled call.
+      workers: worker processes (0: compute in this process). Default: one per CPU when at least
+        ``WORKERS_FROM`` samples are left to draw (they start in a few seconds), else 0.
+      progress: ``progress(samples_done, samples)`` after every piece of ``PIECE`` samples.
     Returns:
-      :class:`Table`, most frequent function first. ``seconds`` is wall-clock time.
+      :class:`Table`, most frequent function first. ``seconds`` is wall-clock time (start-up included).
     """
     from tfflat import runs
 
@@ -105,8 +111,14 @@ def sample(samples: int, bits: int = defaults.BOOLEAN_BITS, widths=defaults.FCN_
     if progress:
         progress(finished, samples)
     if todo:
-        net = network(bits, widths, sigma_w, sigma_b, batch, block)
-        for (lo, hi, name), keys, counts, dt in _chunks(net, seed, todo, threads, progress, finished, samples):
+        left = sum(hi - lo for lo, hi, _ in todo)
+        if workers is None:
+            workers = default_workers() if left >= WORKERS_FROM else 0
+        if not isinstance(workers, (int, np.integer)) or workers < 0:
+            raise UserError(f"workers must be a non-negative integer, got {workers!r}")
+        settings = {"bits": int(bits), "widths": list(widths), "sigma_w": sigma_w, "sigma_b": sigma_b,
+                    "batch": batch, "block": block, "seed": int(seed)}
+        for (lo, hi, name), keys, counts, dt in _chunks(settings, todo, int(workers), progress, finished, samples):
             seconds += dt
             tables.append((keys, counts))
             if state_dir is not None:
@@ -114,45 +126,58 @@ def sample(samples: int, bits: int = defaults.BOOLEAN_BITS, widths=defaults.FCN_
     keys, counts = merge(tables)
     if len(counts) == 0:
         keys = np.zeros((0, n_words(bits)), np.uint64)
-    order = np.argsort(-counts, kind="stable")
+    order = by_count(counts)
     return Table(int(bits), int(samples), keys[order], counts[order], seconds, config)
 
 
-def _chunks(net: Network, seed: int, todo, threads, progress, finished: int, samples: int):
-    """Yield ((lo, hi, name), keys, counts, wall seconds) per chunk of ``todo``, in order, while the
-    thread pool already evaluates the next blocks (the compiled calls release the GIL)."""
-    from collections import deque
+def by_count(counts: np.ndarray) -> np.ndarray:
+    """``np.argsort(-counts, kind="stable")`` for counts ≥ 1, sorting only the counts above 1 (at 10⁸
+    samples 2 % of the rows; the rest keep their order)."""
+    many = np.flatnonzero(counts > 1)
+    return np.concatenate([many[np.argsort(-counts[many], kind="stable")], np.flatnonzero(counts <= 1)])
 
-    threads = int(threads or os.cpu_count() or 1)
-    blocks = iter([(c, s) for c, (lo, hi, _) in enumerate(todo) for s in range(lo, hi, net.block)])
-    pool = ThreadPoolExecutor(threads)
-    pending: deque = deque()
 
-    def refill():
-        while len(pending) < 2 * threads:
-            nxt = next(blocks, None)
-            if nxt is None:
-                return
-            pending.append((nxt, pool.submit(net, seed, nxt[1])))
-
+def _chunks(settings: dict, todo, workers: int, progress, finished: int, samples: int):
+    """Yield ((lo, hi, name), keys, counts, wall seconds) per chunk of ``todo`` as its pieces are
+    counted, by ``workers`` processes or (0) in this process. A chunk's seconds run from the previous
+    chunk's end (the first from the start, worker start-up included)."""
+    block = settings["block"]
+    piece = max(block, PIECE // block * block)
+    pieces = [(s, min(s + piece, hi)) for lo, hi, _ in todo for s in range(lo, hi, piece)]
+    owner = {}
+    for c, (lo, hi, _) in enumerate(todo):
+        for s in range(lo, hi, piece):
+            owner[s] = c
+    parts: dict = {c: [] for c in range(len(todo))}
+    left = {c: len(range(lo, hi, piece)) for c, (lo, hi, _) in enumerate(todo)}
+    t0 = time.perf_counter()
+    workers = min(workers, len(pieces))
+    pool = Pool(workers, settings) if workers > 0 else None
     try:
-        refill()
-        t0 = time.perf_counter()
-        for c, (lo, hi, name) in enumerate(todo):
-            parts = []
-            while pending and pending[0][0][0] == c:
-                (_, start), fut = pending.popleft()
-                parts.append(fut.result()[:hi - start])
-                refill()
-                finished += len(parts[-1])
-                if progress:
-                    progress(finished, samples)
-            keys, counts = count_rows(np.concatenate(parts))
-            t1 = time.perf_counter()
-            yield (lo, hi, name), keys, counts, t1 - t0
-            t0 = t1
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is None:
+            net = network(settings["bits"], settings["widths"], settings["sigma_w"], settings["sigma_b"],
+                          settings["batch"], block)
+            results = ((lo, hi, *net.count(settings["seed"], lo, hi)) for lo, hi in pieces)
+        else:
+            results = pool.map(pieces)
+        for lo, hi, keys, counts in results:
+            c = owner[lo]
+            parts[c].append((keys, counts))
+            left[c] -= 1
+            finished += hi - lo
+            if progress:
+                progress(finished, samples)
+            if left[c] == 0:
+                keys, counts = merge(parts.pop(c))
+                t1 = time.perf_counter()
+                yield todo[c], keys, counts, t1 - t0
+                t0 = t1
+        if pool is not None:
+            pool.close()
+    except BaseException:
+        if pool is not None:
+            pool.kill()
+        raise
 
 
 def _save_chunk(path: Path, keys, counts, seconds: float) -> None:

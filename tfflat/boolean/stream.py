@@ -1,10 +1,11 @@
 """The weight stream of the Boolean prior sampler, in float64 numpy: its definition (SPEC §5.1).
 
 The Gaussian weights (W ~ N(0, σw²/fan_in), b ~ N(0, σb²)) of sample ``s`` come from a
-counter-based stream: a SplitMix64 key per sample (Steele et al. 2014), then a low-bias 32-bit mixer
-per weight and Box–Muller (:func:`reference_normals`). So sample ``s`` has the same weights however a
-run is batched, chunked, threaded or interrupted. :mod:`tfflat.boolean.evaluator` computes the same
-stream in float32 inside XLA; the functions here are what it is tested against.
+counter-based stream: a SplitMix64 key per sample (Steele et al. 2014), then two rounds of a
+low-bias 32-bit mixer per weight and Box–Muller (:func:`reference_normals`). So sample ``s`` has the
+same weights however a run is batched, chunked, threaded or interrupted.
+:mod:`tfflat.boolean.evaluator` computes the same stream in float32 inside XLA; the functions here
+are what it is tested against.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from tfflat import defaults
 
-RNG = "splitmix64+mix32+box-muller/2"     # recorded with the state; change it if the weight stream changes
+RNG = "splitmix64+weyl32+mix32x2+box-muller-sin"     # recorded with the state; change it if the stream changes
 GAMMA, GAMMA32 = 0x9E3779B97F4A7C15, 0x9E3779B9     # golden-ratio increments
 _MASK = (1 << 64) - 1
 # xorshift-multiply mixers (dtype, shifts, multipliers): SplitMix64's finaliser (Steele et al. 2014)
@@ -56,26 +57,32 @@ def normals_per_sample(bits: int, widths) -> int:
     return sum((i + 1) * o for i, o in layer_sizes(bits, widths))
 
 
+def words(lo, hi, j):
+    """The two 32-bit words (b, c) of normal ``j`` (1, 2, …) of the samples with key halves (lo, hi):
+    b = mix(((lo + j·γ₃₂) mod 2³²) ⊕ hi), c = mix(b + hi), with Wellons' low-bias mixer (a
+    bijection). For one sample, lo + j·γ₃₂ is a Weyl sequence, so its words are a SplitMix-style
+    hash of distinct counters; the high half enters every word, so samples whose keys share a half
+    still get unrelated words."""
+    with np.errstate(over="ignore"):
+        b = mix((np.asarray(lo, np.uint32) + np.asarray(j, np.uint32) * np.uint32(GAMMA32)) ^ hi, LOWBIAS32)
+        return b, mix(b + np.asarray(hi, np.uint32), LOWBIAS32)
+
+
 def reference_normals(seed: int, start: int, count: int, per_sample: int) -> np.ndarray:
     """The stream's standard normals for samples ``start … start+count-1`` in float64 numpy,
     shape (count, per_sample): the definition the compiled sampler is tested against.
 
-    Sample s has the 64-bit key K = (lo, hi) of :func:`sample_keys`; its normal j (j = 1 …) takes two
-    32-bit words from a low-bias 32-bit mixer (Wellons' hash-prospector, a bijection):
-    a = mix(lo + j·γ₃₂), b = mix(a ⊕ hi), c = mix(b + hi). Box–Muller: r = √(−2 ln u) with
-    u = (⌊b/2⌋ + ½)·2⁻³¹, and z = ±r·cos(πv/2) with v = ⌊c/2⁸⌋·2⁻²⁴ and the sign from c's low
-    bit (|cos Θ| for Θ uniform on the circle is distributed as cos(πv/2); the sign is a fair coin)."""
+    Sample s has the 64-bit key K = (lo, hi) of :func:`sample_keys`; its normal j (j = 1 …) is
+    Box–Muller on the words (b, c) of :func:`words`: z = r·sin(πw/2) with r = √(−2 ln u),
+    u = (⌊b/2⌋ + ½)·2⁻³¹ ∈ (0, 1), and w = c'·2⁻³¹ ∈ [−1, 1) for c' = c read as a signed 32-bit
+    integer. Θ = πw/2 is uniform on [−π/2, π/2), and sin Θ has the arcsine law of the sine of an
+    angle uniform on the circle, so z ~ N(0, 1) exactly as Box–Muller's r·sin(2πU)."""
     keys = sample_keys(seed, start, count)
     lo = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)[:, None]
     hi = (keys >> np.uint64(32)).astype(np.uint32)[:, None]
-    j = np.arange(1, per_sample + 1, dtype=np.uint32)[None, :]
-    with np.errstate(over="ignore"):
-        a = mix(lo + j * np.uint32(GAMMA32), LOWBIAS32)
-        b = mix(a ^ hi, LOWBIAS32)
-        c = mix(b + hi, LOWBIAS32)
+    b, c = words(lo, hi, np.arange(1, per_sample + 1, dtype=np.uint32)[None, :])
     r = np.sqrt(-2.0 * np.log(((b >> np.uint32(1)).astype(np.float64) + 0.5) * 2.0 ** -31))
-    v = (c >> np.uint32(8)).astype(np.float64) * 2.0 ** -24
-    return r * np.cos(np.pi / 2 * v) * np.where(c & np.uint32(1), -1.0, 1.0)
+    return r * np.sin(np.pi / 2 * c.view(np.int32).astype(np.float64) * 2.0 ** -31)
 
 
 def weight_scales(fan_in: int, sigma_w: float, sigma_b: float) -> np.ndarray:
@@ -97,15 +104,20 @@ def split_weights(z, bits: int, widths, sigma_w: float, sigma_b: float, reshape=
 
 def reference_functions(seed: int, start: int, count: int, bits: int, widths=defaults.FCN_PRESETS["fcn"],
                         sigma_w: float = defaults.SIGMAS["boolean"][0],
-                        sigma_b: float = defaults.SIGMAS["boolean"][1]) -> np.ndarray:
-    """The outputs (count, 2ⁿ) of samples ``start…`` evaluated in float64 numpy (slow; for tests)."""
+                        sigma_b: float = defaults.SIGMAS["boolean"][1], normals=None, logits: bool = False):
+    """The outputs (count, 2ⁿ) of samples ``start…`` evaluated in float64 numpy (slow; for tests).
+
+    ``normals`` (count, per_sample): evaluate these standard normals instead of the stream's (e.g.
+    the compiled stream's float32 ones, to test the evaluation alone). ``logits``: also return the
+    output pre-activations (count, 2ⁿ)."""
     from tfflat.data import boolean_inputs
 
-    z = reference_normals(seed, start, count, normals_per_sample(bits, widths))
+    z = reference_normals(seed, start, count, normals_per_sample(bits, widths)) if normals is None else normals
     h = np.broadcast_to(boolean_inputs(bits).astype(np.float64), (count, 2 ** bits, bits))
-    layers = split_weights(z, bits, widths, sigma_w, sigma_b)
+    layers = split_weights(np.asarray(z, np.float64), bits, widths, sigma_w, sigma_b)
     for i, g in enumerate(layers):
         h = h @ np.swapaxes(g[:, :, :-1], 1, 2) + g[:, None, :, -1]
         if i < len(layers) - 1:
             h = np.maximum(h, 0.0)
-    return (h[..., 0] >= 0).astype(np.uint8)
+    f = (h[..., 0] >= 0).astype(np.uint8)
+    return (f, h[..., 0]) if logits else f
