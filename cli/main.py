@@ -127,6 +127,14 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted; finished results are kept and a rerun resumes", err=True)
         sys.exit(130)
+    except MemoryError:
+        click.echo("error: out of memory; use smaller sizes (finished results are kept)", err=True)
+        sys.exit(2)
+    except OSError as err:           # e.g. disk full inside a library that tfflat calls
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        click.echo(f"error: {err.strerror or err}{where}; free disk space or choose another --out, and rerun "
+                   "(finished results are kept)", err=True)
+        sys.exit(2)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
 

@@ -16,20 +16,26 @@ from tfflat.errors import UserError
 MAX_SEED = 2 ** 32 - 1
 
 
+def _q(name: str) -> str:
+    """`name` in backticks; for ``"opt_args momentum"`` only the parameter: `opt_args` momentum."""
+    head, _, rest = name.partition(" ")
+    return f"`{head}`" + (f" {rest}" if rest else "")
+
+
 def number(name: str, value, *, above=None, least=None, below=None, most=None, none: bool = False):
     """``value`` as a float, finite and within the given bounds (``above``/``below`` strict,
     ``least``/``most`` inclusive); ``None`` passes when ``none``."""
     if value is None and none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise UserError(f"`{name}` must be a number, got {value!r}")
+        raise UserError(f"{_q(name)} must be a number, got {value!r}")
     v = float(value)
     if not math.isfinite(v):
-        raise UserError(f"`{name}` must be a finite number, got {v}")
+        raise UserError(f"{_q(name)} must be a finite number, got {v}")
     for bound, ok, text in ((above, lambda b: v > b, ">"), (least, lambda b: v >= b, "≥"),
                             (below, lambda b: v < b, "<"), (most, lambda b: v <= b, "≤")):
         if bound is not None and not ok(bound):
-            raise UserError(f"`{name}` must be {text} {bound:g}, got {v:g}")
+            raise UserError(f"{_q(name)} must be {text} {bound:g}, got {v:g}")
     return v
 
 
@@ -38,15 +44,15 @@ def integer(name: str, value, *, least=None, most=None, none: bool = False):
     if value is None and none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise UserError(f"`{name}` must be an integer, got {value!r}")
+        raise UserError(f"{_q(name)} must be an integer, got {value!r}")
     if not isinstance(value, numbers.Integral):
         if not math.isfinite(float(value)) or float(value) != int(value):
-            raise UserError(f"`{name}` must be an integer, got {value!r}")
+            raise UserError(f"{_q(name)} must be an integer, got {value!r}")
     v = int(value)
     if least is not None and v < least:
-        raise UserError(f"`{name}` must be ≥ {least}, got {v}")
+        raise UserError(f"{_q(name)} must be ≥ {least}, got {v}")
     if most is not None and v > most:
-        raise UserError(f"`{name}` must be ≤ {most}, got {v}")
+        raise UserError(f"{_q(name)} must be ≤ {most}, got {v}")
     return v
 
 
