@@ -102,11 +102,10 @@ def echo_warnings():
                     click.echo(f"warning: {text}", err=True)
 
 
-def write_out(out, record: dict) -> str | None:
-    """Write ``record`` as strict JSON (with ``format_version``) to ``--out`` atomically; the path, or None
-    without ``--out``."""
+def check_out(out) -> None:
+    """A :class:`UserError` now, before any work, when ``--out`` cannot name a result file."""
     if out is None:
-        return None
+        return
     from pathlib import Path
 
     from tfflat.errors import UserError
@@ -115,6 +114,14 @@ def write_out(out, record: dict) -> str | None:
         raise UserError(f"--out {out!r} names no file; give a file name such as result.json")
     if Path(out).is_dir():
         raise UserError(f"--out {out} is a directory; give a file name such as {Path(out) / 'result.json'}")
+
+
+def write_out(out, record: dict) -> str | None:
+    """Write ``record`` as strict JSON (with ``format_version``) to ``--out`` atomically; the path, or None
+    without ``--out``."""
+    if out is None:
+        return None
+    check_out(out)
     from tfflat import runs
 
     runs.write_json(out, record)

@@ -33,6 +33,7 @@ COMMANDS = {
 # Library errors name Python parameters in backticks (`zeta`); each maps to the command's option of the
 # same name (`batch_size` -> --batch-size) unless listed here.
 PARAM_FLAGS = {
+    "train": {"opt_args": "--opt-arg", "checkpoint_seconds": "--checkpoint-minutes"},
     "prior": {"seed": "--kernel-seed", "cache_dir": "--kernel-cache"},
     "rescale": {"units": "--neuron-wise"},
 }

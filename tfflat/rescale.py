@@ -67,7 +67,8 @@ def _apply(pairs, alpha) -> None:
     for variable, factor in pairs:
         old = np.asarray(variable.numpy(), np.float64)
         value = old * factor
-        cast = value.astype(variable.dtype)
+        with np.errstate(over="ignore", under="ignore"):
+            cast = value.astype(variable.dtype)
         info = np.finfo(cast.dtype)
         if not np.all(np.isfinite(cast)) or np.any((old != 0) & (np.abs(value) < info.tiny)):
             name = getattr(variable, "path", getattr(variable, "name", "a weight"))

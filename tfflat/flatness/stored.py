@@ -37,8 +37,10 @@ def sharpness_of_run(run, method: str = "sgd", *, zeta: float | None = None, lr:
       ``stored`` (True when read back from the file) and ``file``. A stored result that had not converged
       warns again (:class:`~tfflat.flatness.sharpness.NotConvergedWarning`).
     """
+    from tfflat import validate
     from tfflat.flatness.sharpness import settings_for, sharpness, warn_not_converged
 
+    seed = validate.seed("seed", seed)
     run = _load(run)
     config = run.meta["config"]
     settings = settings_for(method, config["dataset"], config["model"], zeta=zeta, lr=lr, epochs=epochs,
