@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from tfflat import defaults, validate
 from tfflat.errors import IncompleteError, UserError
 
@@ -169,12 +171,17 @@ def train_run(config: TrainConfig, out=None, *, task=None, callback: Callable | 
         seconds = checkpoint.EVERY_SECONDS
     resume = None
     if out is not None:
-        out = Path(runs.ensure_dir(out))
-        claim, found = _claim(out, config, force)
-        if claim == "stored":
-            return _stored(out, found, config, raise_incomplete)
-        resume = found
+        if not str(out).strip():
+            raise UserError("`out` is empty; give a directory for the run")
+        out = Path(out)
+        if out.exists():
+            claim, found = _claim(runs.ensure_dir(out), config, force)
+            if claim == "stored":
+                return _stored(out, found, config, raise_incomplete)
+            resume = found
     task, spec, splits = prepare(config, task)
+    if out is not None:
+        runs.ensure_dir(out)                    # created only once the data and sizes are known to be good
     fingerprint = runs.data_fingerprint(splits)
     if resume is not None and resume.data and resume.data != fingerprint:
         raise UserError(f"the data has changed since {out} was checkpointed (S, A, E differ); rerun on the same data, "
@@ -195,8 +202,9 @@ def train_run(config: TrainConfig, out=None, *, task=None, callback: Callable | 
             saver(epoch, rec)
         return callback(epoch, rec, model) if callback else False
 
-    result = fit(model, splits, config, callback=each, trainer=trainer,
-                 resume=resume.resume if resume is not None else None)
+    with np.errstate(invalid="ignore", over="ignore"):      # a diverging loss is reported by `each`
+        result = fit(model, splits, config, callback=each, trainer=trainer,
+                     resume=resume.resume if resume is not None else None)
     zero = result.zero_error_epoch
     at_zero = result.history[zero] if zero is not None else None
     meta = {
@@ -251,10 +259,14 @@ def _claim(out: Path, config: TrainConfig, force: bool):
     if (out / runs.RUN_FILE).is_file():
         meta = runs.read_json(out / runs.RUN_FILE, fix="choose another `out`, or `force` to replace it")
         if runs.encode(meta.get("config")) == wanted and (out / runs.MODEL_FILE).is_file():
+            checkpoint.remove(out)           # left if a crash came between saving the run and deleting it
             return "stored", meta
         measures = [p.name for p in mine if p.name not in (runs.RUN_FILE, runs.MODEL_FILE, checkpoint.FILE)]
         raise UserError(f"{out} already holds a trained run{_differs(meta.get('config'), wanted)}; {replace}"
                         + (f": {', '.join(measures)})" if measures else ")"))
+    for p in [p for p in mine if p.name.startswith(".") and ".tmp" in p.name]:
+        p.unlink(missing_ok=True)            # temporary files left by a crash
+    mine = runs.tfflat_files(out)
     found = checkpoint.load(out)
     if found is not None:
         if runs.encode(found.config) != wanted:
@@ -267,8 +279,6 @@ def _claim(out: Path, config: TrainConfig, force: bool):
     if stale:
         raise UserError(f"{out} holds measures of an earlier run ({', '.join(stale)}) but no {runs.RUN_FILE}; "
                         "`force` removes them, or choose another `out`")
-    for p in mine:
-        p.unlink(missing_ok=True)            # temporary files left by a crash
     others = [p.name for p in sorted(out.iterdir()) if p not in mine]
     if others:
         shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
