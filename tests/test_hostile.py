@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tfflat import runs
+from tfflat.errors import UserError
 from tfflat.training.run import TrainConfig, train_run
 
 BOOL = ["--dataset", "boolean", "--bits", "4", "--train-size", "8", "--test-size", "8", "--max-epochs", "5"]
@@ -266,3 +267,24 @@ def test_run_data_path_is_validated(tmp_path, run_cli):
     code, out, err = run_cli(["hessian", tmp_path / "gone", "--data-dir", data, "--top-k", "2", "--probes", "0"])
     assert code == 0 and "spectral norm" in out, err
     assert runs.load(tmp_path / "gone", data_dir=data).splits.x_train.shape == (10, 28, 28)
+    repainted = tmp_path / "repainted"                  # the same labels, other pixels: a warning
+    repainted.mkdir()
+    _idx(repainted / "t10k-images-idx3-ubyte", np.random.default_rng(1).integers(0, 255, (60, 28, 28)))
+    shutil.copy(data / "t10k-labels-idx1-ubyte", repainted)
+    with pytest.warns(UserWarning, match="differ from those run .* was trained on"):
+        runs.load(tmp_path / "gone", data_dir=repainted)
+
+
+def test_refused_rescale_leaves_the_model_as_it_was(world):
+    from tfflat.rescale import rescale_layer, rescale_neurons
+
+    model = runs.load(world / "run", data=False).model
+    before = model.get_weights()
+    with pytest.raises(UserError, match="outside what float32 holds"):
+        rescale_layer(model, 1, 1e37)                   # α W1 fits in float32, W2 / α underflows
+    with pytest.raises(UserError, match="outside what float32 holds"):
+        rescale_neurons(model, 2, [0, 1], [2.0, 1e-40])
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    rescale_layer(model, 1, 1e4)                        # within range: applied
+    assert not np.array_equal(before[0], model.get_weights()[0])
