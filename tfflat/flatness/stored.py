@@ -65,10 +65,13 @@ def hessian_of_run(run, top_k: int = defaults.HESSIAN_TOP_K, probes: int = defau
     in ``RUN/flatness.json`` like :func:`sharpness_of_run`."""
     from tfflat.flatness.hessian import hessian_measures
 
+    from tfflat import validate
+
+    settings = {"top_k": validate.integer("top_k", top_k, least=1), "probes": validate.integer("probes", probes, least=0),
+                "seed": validate.seed("seed", seed)}
     run = _load(run)
     fingerprint = weights_hash(run.model)
     stored = read(run.path).get("hessian")
-    settings = {"top_k": int(top_k), "probes": int(probes), "seed": int(seed)}
     if not force and same(stored, settings, fingerprint):
         return {**stored, "stored": True, "file": str(path_of(run.path))}
     result = hessian_measures(run.model, run.splits.x_train, run.splits.y_train, top_k, seed, probes=probes,
