@@ -89,23 +89,20 @@ def test_kill_9_then_rerun_resumes(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     p = subprocess.Popen(TFFLAT + args + ["--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 500                  # TensorFlow's start-up is slow on a loaded machine
     while not checkpoint.path_of(out).exists() and p.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     os.kill(p.pid, signal.SIGKILL)
-    p.communicate()
-    assert p.returncode == -signal.SIGKILL
+    _, stderr = p.communicate()
+    assert p.returncode == -signal.SIGKILL and checkpoint.path_of(out).exists(), stderr.decode()
     killed_at = checkpoint.load(out).epoch
     assert 1 <= killed_at < 60 and not (out / "run.json").exists()
     r = subprocess.run(TFFLAT + args + ["--out", str(out), "--json"], capture_output=True, text=True, env=env)
     assert r.returncode == 1 and "max-epochs" in r.stderr, r.stderr          # the cap: saved, reported
     meta = runs.read_json(out / "run.json")
     assert meta["epochs"] == 60 and len(meta["history"]) == 61
-    try:
-        train_run(TrainConfig(dataset="boolean", bits=5, train_size=24, test_size=8, batch_size=4,
-                              optimizer="momentum", learning_rate=1e-3, max_epochs=60), tmp_path / "ref")
-    except IncompleteError:
-        pass
+    ref = subprocess.run(TFFLAT + args + ["--out", str(tmp_path / "ref")], capture_output=True, text=True, env=env)
+    assert ref.returncode == 1, ref.stderr                                    # the same command, uninterrupted
     _same_run(tmp_path / "ref", out)
     assert sorted(p.name for p in out.iterdir()) == ["model.keras", "run.json"]
 

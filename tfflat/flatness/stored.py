@@ -67,7 +67,7 @@ def hessian_of_run(run, top_k: int = defaults.HESSIAN_TOP_K, probes: int = defau
 
     from tfflat import validate
 
-    settings = {"top_k": validate.integer("top_k", top_k, least=1), "probes": validate.integer("probes", probes, least=0),
+    settings = {"top_k": validate.integer("top_k", top_k), "probes": validate.integer("probes", probes, least=0),
                 "seed": validate.seed("seed", seed)}
     run = _load(run)
     fingerprint = weights_hash(run.model)
