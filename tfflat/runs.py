@@ -658,6 +658,11 @@ def open_model(path, data: bool = True, data_dir=None) -> Opened:
     if (path / RUN_FILE).is_file():
         raise UserError(f"{path} is not a complete tfflat run (no {MODEL_FILE}); give the --out directory of "
                         "`tfflat train`")
+    from tfflat.training.checkpoint import FILE as CHECKPOINT
+
+    if (path / CHECKPOINT).is_file():
+        raise UserError(f"{path} is an unfinished training run (only its checkpoint); rerun its `tfflat train … "
+                        f"--out {path}` command to finish it")
     if (path / "checkpoint").is_file() or any(path.glob("*.index")):
         raise UserError(f"{path} is a tf.train.Checkpoint: it holds variables without the architecture; save the "
                         "model with model.save('model.keras') (or ModelCheckpoint(…'.keras')) and give that")

@@ -50,6 +50,8 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, optimizer, opt_ar
     with pytest.raises(KeyboardInterrupt):
         train_run(cfg, tmp_path / "run", callback=interrupt, checkpoint_every=4)
     assert not (tmp_path / "run" / "run.json").exists() and checkpoint.load(tmp_path / "run").epoch == 8
+    with pytest.raises(UserError, match="is an unfinished training run .*rerun its `tfflat train"):
+        runs.open_model(tmp_path / "run")
     try:
         train_run(cfg, tmp_path / "run", checkpoint_every=4)
     except IncompleteError:
