@@ -13,7 +13,7 @@ import click
 
 from tfflat import defaults
 
-from .inputs import data_options, echo_warnings, open_inputs, write_out
+from .inputs import check_out, data_options, echo_warnings, open_inputs, write_out
 from .output import Progress, emit
 
 
@@ -45,10 +45,13 @@ def sharpness(model, data_file, dataset, data_dir, train_size, test_size, data_s
     tfflat sharpness RUN                       adds to RUN/flatness.json
     tfflat sharpness m.keras --data d.npz      any Keras classifier, your data
     """
+    from tfflat import validate
     from tfflat.flatness import sharpness as measure
     from tfflat.flatness import sharpness_of_run
     from tfflat.flatness.sharpness import settings_for
 
+    check_out(out)
+    validate.seed("seed", seed)
     inputs = open_inputs(model, data_file, dataset, data_dir, train_size, test_size, data_seed, head)
     given = dict(zeta=zeta, lr=lr, epochs=epochs, batch_size=batch_size, track=track, seed=seed, maxiter=maxiter)
     bar = Progress(f"sharpness ({method})", None, "epochs" if method == "sgd" else "iterations")
@@ -106,6 +109,7 @@ def hessian(model, data_file, dataset, data_dir, train_size, test_size, data_see
     """
     from tfflat.flatness import hessian_measures, hessian_of_run
 
+    check_out(out)
     inputs = open_inputs(model, data_file, dataset, data_dir, train_size, test_size, data_seed, head)
     bar = Progress("hessian", None, "Hessian-vector products")
     callback = bar.update if bar.enabled else None

@@ -25,7 +25,8 @@ def data_options(f):
                      help="Your data: an .npz with x_train, y_train and optionally x_test, y_test."),
         click.option("--dataset", type=click.Choice(sorted(TASKS)), default=None,
                      help="Or a tfflat task (S and E drawn as `tfflat train` does)."),
-        click.option("--data-dir", type=click.Path(), default=None, help="Local files of --dataset."),
+        click.option("--data-dir", type=click.Path(), default=None,
+                     help="Local files of --dataset; for a run, where its data is now (if it moved)."),
         click.option("--train-size", type=int, default=None,
                      help="|S|: how many --dataset draws [default: the paper's]; for prior --kernel-file, m of the bound."),
         click.option("--test-size", type=int, default=None, help="--dataset: |E| [default: the paper's]."),
@@ -60,11 +61,15 @@ def open_inputs(model_path, data_file=None, dataset=None, data_dir=None, train_s
 
     if data_file is not None and dataset is not None:
         raise UserError("give --data FILE.npz or --dataset NAME, not both")
-    if dataset is None and any(v is not None for v in (data_dir, train_size, test_size)):
-        raise UserError("--data-dir, --train-size and --test-size go with --dataset NAME")
+    if dataset is None and any(v is not None for v in (train_size, test_size)):
+        raise UserError("--train-size and --test-size go with --dataset NAME")
+    if data_file is not None and data_dir is not None:
+        raise UserError("--data-dir goes with --dataset NAME (or a run whose data moved), not with --data")
     external = data_file is not None or dataset is not None
-    opened = runs.open_model(model_path, data=not external)
+    opened = runs.open_model(model_path, data=not external, data_dir=None if external else data_dir)
     if not external:
+        if opened.kind != "run" and data_dir is not None:
+            raise UserError(f"{model_path} is {opened.describe()}: --data-dir goes with --dataset NAME")
         if opened.kind != "run":
             raise UserError(f"{model_path} is {opened.describe()}; give --data FILE.npz (arrays x_train, y_train, "
                             "optional x_test, y_test) or --dataset NAME --data-dir DIR")
@@ -97,10 +102,26 @@ def echo_warnings():
                     click.echo(f"warning: {text}", err=True)
 
 
+def check_out(out) -> None:
+    """A :class:`UserError` now, before any work, when ``--out`` cannot name a result file."""
+    if out is None:
+        return
+    from pathlib import Path
+
+    from tfflat.errors import UserError
+
+    if not str(out).strip() or Path(out).name in ("", ".", ".."):
+        raise UserError(f"--out {out!r} names no file; give a file name such as result.json")
+    if Path(out).is_dir():
+        raise UserError(f"--out {out} is a directory; give a file name such as {Path(out) / 'result.json'}")
+
+
 def write_out(out, record: dict) -> str | None:
-    """Write ``record`` as strict JSON to ``--out`` (atomically); the path, or None without ``--out``."""
+    """Write ``record`` as strict JSON (with ``format_version``) to ``--out`` atomically; the path, or None
+    without ``--out``."""
     if out is None:
         return None
+    check_out(out)
     from tfflat import runs
 
     runs.write_json(out, record)

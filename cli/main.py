@@ -33,6 +33,7 @@ COMMANDS = {
 # Library errors name Python parameters in backticks (`zeta`); each maps to the command's option of the
 # same name (`batch_size` -> --batch-size) unless listed here.
 PARAM_FLAGS = {
+    "train": {"opt_args": "--opt-arg", "checkpoint_seconds": "--checkpoint-minutes"},
     "prior": {"seed": "--kernel-seed", "cache_dir": "--kernel-cache"},
     "rescale": {"units": "--neuron-wise"},
 }
@@ -127,6 +128,14 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted; finished results are kept and a rerun resumes", err=True)
         sys.exit(130)
+    except MemoryError:
+        click.echo("error: out of memory; use smaller sizes (finished results are kept)", err=True)
+        sys.exit(2)
+    except OSError as err:           # e.g. disk full inside a library that tfflat calls
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        click.echo(f"error: {err.strerror or err}{where}; free disk space or choose another --out, and rerun "
+                   "(finished results are kept)", err=True)
+        sys.exit(2)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
 

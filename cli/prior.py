@@ -9,7 +9,7 @@ import click
 
 from tfflat import defaults
 
-from .inputs import data_options, echo_warnings, open_inputs, write_out
+from .inputs import check_out, data_options, echo_warnings, open_inputs, write_out
 from .output import Progress, emit
 
 
@@ -70,6 +70,7 @@ def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed,
     """
     from tfflat.errors import UserError
 
+    check_out(out)
     if (model is None) == (kernel_file is None):
         raise UserError("give either MODEL (a run, a .keras file, …) or --kernel-file K.npy --labels y.npy (not both)")
     if kernel_file is not None and labels_file is None:

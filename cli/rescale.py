@@ -18,8 +18,10 @@ from .output import emit
               help="New run directory (MODEL a run) or new .keras file (MODEL a .keras file or checkpoint folder).")
 @click.option("--data", "data_file", type=click.Path(), default=None, metavar="FILE.npz",
               help="A Keras model: check the function on these x_train (default: random inputs).")
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="A run whose data moved: where its data files are now.")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
-def rescale(model, alpha, layer, units, out, data_file, as_json):
+def rescale(model, alpha, layer, units, out, data_file, data_dir, as_json):
     """Rescale MODEL's network without changing its function and save it as a new run or .keras file.
 
     MODEL is a tfflat run (saved as a new run directory --out) or a .keras file / ModelCheckpoint
@@ -32,9 +34,13 @@ def rescale(model, alpha, layer, units, out, data_file, as_json):
 
     parsed = None if units is None else parse_units(units)
     if runs.is_run(model) or not Path(model).exists():
-        rec = rescale_run(model, out, alpha, layer, parsed)
+        rec = rescale_run(model, out, alpha, layer, parsed, data_dir=data_dir)
         saved = f"run saved to {out}"
     else:
+        if data_dir is not None:
+            from tfflat.errors import UserError
+
+            raise UserError("--data-dir is for a run whose data moved; a Keras model is checked on --data")
         x = None
         if data_file is not None:
             from tfflat.data.arrays import load_npz

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from tfflat.data import TASKS
+from tfflat.training.checkpoint import EVERY_SECONDS
 from tfflat.training.optimizers import NAMES, parse_opt_args
 from tfflat.training.run import STOP_ON, TrainConfig
 
 from .output import Progress, emit
 
 DEFAULT = TrainConfig()         # every default of `tfflat train` is the library's
+CHECKPOINT_MINUTES = EVERY_SECONDS / 60
 
 
 @click.command()
@@ -38,10 +42,22 @@ DEFAULT = TrainConfig()         # every default of `tfflat train` is the library
 @click.option("--bits", type=int, default=DEFAULT.bits, show_default=True, help="boolean: n.")
 @click.option("--target", default=DEFAULT.target, show_default=True,
               help="boolean: 'random' (from --data-seed), a bit string or a hex key.")
-@click.option("--out", type=click.Path(), required=True, help="Run directory to create.")
+@click.option("--out", type=click.Path(), required=True,
+              help="Run directory: new, or the same one to resume an interrupted run of the same options.")
+@click.option("--force", is_flag=True,
+              help="Replace what tfflat wrote in --out (a run, its checkpoint and measures) and train afresh.")
+@click.option("--checkpoint-every", type=int, default=None, metavar="N",
+              help="Also checkpoint after every N-th epoch (a rerun of this command resumes from it).")
+@click.option("--checkpoint-minutes", type=float, default=CHECKPOINT_MINUTES, show_default=True,
+              help="Checkpoint every this many minutes of training.")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
-def train(out, as_json, opt_arg, **options):
-    """Train a network on S ∪ A until zero error on S; save RUN/model.keras and RUN/run.json."""
+def train(out, force, checkpoint_every, checkpoint_minutes, as_json, opt_arg, **options):
+    """Train a network on S ∪ A until zero error on S; save RUN/model.keras and RUN/run.json.
+
+    Checkpoints RUN/train-checkpoint.npz while it trains: the same command rerun after an
+    interruption (Ctrl-C, kill, power loss) resumes there and ends with the same numbers. A finished
+    run of the same options is kept as it is; anything else in --out is refused unless --force.
+    """
     from tfflat.training.run import train_run
 
     config = TrainConfig(opt_args=parse_opt_args(opt_arg), **options)
@@ -50,16 +66,25 @@ def train(out, as_json, opt_arg, **options):
     def progress(epoch, rec, model):
         bar.update(epoch, f"loss {rec['loss']:.4f} acc S {rec['acc_S']:.3f} E {rec['acc_E'] or 0:.3f}")
 
+    if not (math.isfinite(checkpoint_minutes) and checkpoint_minutes > 0):
+        from tfflat.errors import UserError
+
+        raise UserError(f"--checkpoint-minutes must be a positive number, got {checkpoint_minutes}")
+    seconds = checkpoint_minutes * 60.0
     try:
-        _, meta, _ = train_run(config, out, callback=progress)
+        _, meta, _ = train_run(config, out, callback=progress, force=force, checkpoint_every=checkpoint_every,
+                               checkpoint_seconds=seconds)
     finally:
         bar.close()
     summary = {"zero_error_epoch": meta["zero_error_epoch"], "train_accuracy": meta["train_accuracy"],
                "test_accuracy": meta["test_accuracy"], "epochs": meta["epochs"],
                "gradient_evaluations": meta["gradient_evaluations"], "seconds": round(meta["seconds"], 3),
-               "run_dir": str(out)}
+               "run_dir": str(out), "status": meta["status"], "resumed_from": meta.get("resumed_from")}
+    saved = {"trained": f"run saved to {out}",
+             "resumed": f"resumed from the checkpoint at epoch {meta.get('resumed_from')}; run saved to {out}",
+             "stored": f"{out} already holds this run (same options): nothing to train; --force retrains"}
     emit(summary, as_json, [
         f"zero-error epoch {meta['zero_error_epoch']} ({meta['epochs']} epochs, {meta['seconds']:.1f}s)",
         f"accuracy: S {meta['train_accuracy']:.4f}  A {meta['attack_accuracy'] or 0:.4f}  "
         f"E {meta['test_accuracy'] or 0:.4f}",
-        f"run saved to {out}"])
+        saved[meta["status"]]])

@@ -59,7 +59,7 @@ def measure(model, x_train, y_train=None, x_test=None, y_test=None, *, measures=
       A dict with the keys of ``KEYS``: ``None`` for what was not measured. ``sharpness_converged`` is
       False when the ascent ended below the box's first-order corner (a warning is issued too).
     """
-    from tfflat import flatness
+    from tfflat import flatness, runs, validate
     from tfflat.data.arrays import as_arrays, check_inputs
     from tfflat.models import heads
 
@@ -69,6 +69,8 @@ def measure(model, x_train, y_train=None, x_test=None, y_test=None, *, measures=
     unknown = sorted(set(settings) - known)
     if unknown:
         raise UserError(f"unknown setting(s) {', '.join(unknown)} for tfflat.measure; known: {', '.join(sorted(known))}")
+    seed = validate.seed("seed", settings.get("seed", 0))
+    runs.check_weights(model, f"model {getattr(model, 'name', '')!r}")
     xs, ys = as_arrays(x_train, y_train, model=model, names=("x_train", "y_train"))
     if ys is None:
         raise UserError("`y_train` is missing: give the training labels, or a tf.data.Dataset of (x, y) as `x_train`")
@@ -87,7 +89,6 @@ def measure(model, x_train, y_train=None, x_test=None, y_test=None, *, measures=
     record["train_accuracy"] = float(np.mean(h.predict(heads.predict_logits(net, xs)) == ys))
     if xe is not None and ye is not None and len(xe):
         record["test_accuracy"] = float(np.mean(h.predict(heads.predict_logits(net, xe)) == h.check_labels(ye, "y_test")))
-    seed = int(settings.get("seed", 0))
     pick = lambda group: {k: settings[k] for k in SETTINGS[group] if k in settings}  # noqa: E731
     if "sharpness" in wanted:
         kw = pick("sharpness")

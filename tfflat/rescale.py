@@ -59,9 +59,25 @@ def _check_alpha(alpha) -> np.ndarray:
     return a
 
 
-def _scale(variable, factor) -> None:
-    value = np.asarray(variable.numpy(), np.float64) * factor
-    variable.assign(value.astype(variable.dtype))
+def _apply(pairs, alpha) -> None:
+    """Scale every (variable, factor), all checked first: when the variable's dtype cannot hold a result —
+    an entry overflows to ±inf, or a nonzero entry underflows to 0, either of which changes the function —
+    it is a :class:`UserError` and the model is left as it was."""
+    values = []
+    for variable, factor in pairs:
+        old = np.asarray(variable.numpy(), np.float64)
+        value = old * factor
+        with np.errstate(over="ignore", under="ignore"):
+            cast = value.astype(variable.dtype)
+        info = np.finfo(cast.dtype)
+        if not np.all(np.isfinite(cast)) or np.any((old != 0) & (np.abs(value) < info.tiny)):
+            name = getattr(variable, "path", getattr(variable, "name", "a weight"))
+            raise UserError(f"`alpha` {alpha} takes {name} outside what {cast.dtype} holds (|w| from "
+                            f"{np.min(np.abs(old[old != 0])):.3g} to {np.max(np.abs(old)):.3g}, × or ÷ α; range "
+                            f"{info.tiny:.3g} … {info.max:.3g}): the network would change; choose α nearer 1")
+        values.append((variable, cast))
+    for variable, value in values:
+        variable.assign(value)
 
 
 def rescale_layer(model, layer: int, alpha: float) -> dict:
@@ -76,10 +92,8 @@ def rescale_layer(model, layer: int, alpha: float) -> dict:
     """
     first, second = _hidden_pair(model, layer)
     a = float(_check_alpha(alpha))
-    _scale(first.kernel, a)
-    if first.use_bias:
-        _scale(first.bias, a)
-    _scale(second.kernel, 1.0 / a)
+    _apply([(first.kernel, a)] + ([(first.bias, a)] if first.use_bias else []) + [(second.kernel, 1.0 / a)],
+           alpha)
     return {"kind": "layer", "layer": int(layer), "alpha": a, "units": None,
             "layers": [first.name, second.name]}
 
@@ -113,10 +127,8 @@ def rescale_neurons(model, layer: int, units, alpha) -> dict:
         raise UserError(f"give one α or one per unit ({idx.size}), got {a.size}")
     factor = np.ones(width)
     factor[idx] = a
-    _scale(first.kernel, factor[None, :])
-    if first.use_bias:
-        _scale(first.bias, factor)
-    _scale(second.kernel, 1.0 / factor[:, None])
+    _apply([(first.kernel, factor[None, :])] + ([(first.bias, factor)] if first.use_bias else [])
+           + [(second.kernel, 1.0 / factor[:, None])], alpha)
     alpha_out = float(a) if a.size == 1 else [float(v) for v in a]
     return {"kind": "neuron", "layer": int(layer), "alpha": alpha_out, "units": idx.tolist(),
             "layers": [first.name, second.name]}
@@ -135,13 +147,14 @@ def parse_units(text: str) -> list[int]:
     return out
 
 
-def rescale_run(run_dir, out, alpha: float, layer: int, units=None) -> dict:
+def rescale_run(run_dir, out, alpha: float, layer: int, units=None, *, data_dir=None) -> dict:
     """Rescale a saved run's network (layer-wise, or neuron-wise when ``units`` is given) and save it
     as a new run ``out``: the rescaled ``model.keras`` and a copy of ``run.json`` whose ``"rescale"``
     list gains this record. S, A, E and the training history are those of the original run.
 
     The record carries a check on S ∪ A ∪ E: ``max_rel_logit_change`` = max|z′ − z| / max|z| and
     ``labels_changed`` (predicted labels that flipped; 0 unless a logit sits at round-off from 0).
+    ``data_dir``: where the run's data is now, if it moved (:func:`tfflat.runs.load`).
     Returns:
       The record (with ``"from"`` and ``"run_dir"``).
     """
@@ -150,10 +163,12 @@ def rescale_run(run_dir, out, alpha: float, layer: int, units=None) -> dict:
     from tfflat import runs
     from tfflat.models.heads import predict_logits
 
-    run = runs.load(run_dir)
+    if not str(out).strip():
+        raise UserError("`out` is empty; give a new directory for the rescaled run")
+    run = runs.load(run_dir, data_dir=data_dir)
     if Path(out).resolve() == run.path.resolve():
         raise UserError(f"`out` {out} is the run being rescaled; choose a new directory")
-    if (Path(out) / runs.RUN_FILE).exists():
+    if (Path(out) / runs.RUN_FILE).exists() or (Path(out) / runs.MODEL_FILE).exists():
         raise UserError(f"{out} already holds a run; choose another `out` or delete it")
     s = run.splits
     x = np.concatenate([s.x_train, s.x_attack, s.x_test])

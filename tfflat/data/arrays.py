@@ -152,11 +152,15 @@ def task_arrays(name: str, data_dir=None, train_size: int | None = None, test_si
                 seed: int = 0) -> dict:
     """S and E of a tfflat task (``mnist``, ``cifar_cats_cars``, ``boolean``) as the arrays of :func:`load_npz`;
     sizes default to the paper's (64 and 64 for boolean), drawn with the data seed ``seed``."""
+    from tfflat import validate
     from tfflat.data import draw_indices, load_task, take
 
     sizes = defaults.PAPER_SIZES.get(name, BOOLEAN_SIZES if name == "boolean" else {})
-    train_size = int(sizes.get("train_size", 500) if train_size is None else train_size)
-    test_size = int(sizes.get("test_size", 1000) if test_size is None else test_size)
+    train_size = validate.integer("train_size", sizes.get("train_size", 500) if train_size is None else train_size,
+                                  least=1)
+    test_size = validate.integer("test_size", sizes.get("test_size", 1000) if test_size is None else test_size,
+                                 least=0)
+    seed = validate.seed("data_seed", seed)
     task = load_task(name, data_dir)
     splits = take(task, draw_indices(task, train_size, 0, test_size, seed))
     return {"x_train": splits.x_train, "y_train": splits.y_train, "x_test": splits.x_test, "y_test": splits.y_test}

@@ -120,6 +120,7 @@ def top_eigenvalues(h: HVP, k: int = defaults.HESSIAN_TOP_K, seed: int = 0, tol:
     from scipy.sparse.linalg import eigsh
 
     k = _check_k(k, h.size)
+    check_memory(h.size, k)
     if h.size <= 2 * k + 1:
         return np.linalg.eigvalsh(h.dense())[::-1][:k].copy()
     v0 = np.random.default_rng(seed).standard_normal(h.size)
@@ -209,8 +210,11 @@ def hessian_measures(model, x, y=None, top_k: int = defaults.HESSIAN_TOP_K, seed
     h = hvp(model, x, y, eval_batch, head=head)
     h.callback = callback
     top_k = _check_k(top_k, h.size)
-    if probes < 0:
-        raise UserError(f"`probes` must be ≥ 0, got {probes}")
+    from tfflat import validate
+
+    probes = validate.integer("probes", probes, least=0)
+    seed = validate.seed("seed", seed)
+    check_memory(h.size, top_k)
     values = top_eigenvalues(h, top_k, seed, tol)
     norm = spectral_norm(h, seed, tol, top=values[0])
     positive = values[values > 0]
@@ -233,8 +237,29 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def eigen_bytes(size: int, k: int) -> int:
+    """Memory of :func:`top_eigenvalues` for p = ``size`` parameters: the dense Hessian (p ≤ 2k + 1; the
+    identity, the p HVP columns and their symmetrisation: 3 p² float64) or ARPACK's Lanczos basis
+    (ncv = max(2k + 1, 20) float64 vectors of p, and ncv² of workspace)."""
+    if size <= 2 * k + 1:
+        return 3 * 8 * size * size
+    ncv = min(size, max(2 * k + 1, 20))
+    return 8 * (ncv * size + 2 * ncv * ncv + 4 * size)
+
+
+def check_memory(size: int, k: int) -> None:
+    """Refuse (one :class:`UserError` line, with the numbers) a top-k request that cannot fit in memory."""
+    from tfflat import memory
+
+    how = (f"the dense Hessian ({size:,} × {size:,}: `top_k` {k} ≥ half of the {size:,} parameters)"
+           if size <= 2 * k + 1 else f"Lanczos for the top {k} of {size:,} parameters")
+    memory.require(eigen_bytes(size, k), how, "lower `top_k`")
+
+
 def _check_k(k, size: int) -> int:
-    k = int(k)
+    from tfflat import validate
+
+    k = validate.integer("top_k", k)
     if k < 1 or k > size:
         raise UserError(f"`top_k` must be between 1 and the number of parameters ({size}), got {k}")
     return k

@@ -37,8 +37,10 @@ def sharpness_of_run(run, method: str = "sgd", *, zeta: float | None = None, lr:
       ``stored`` (True when read back from the file) and ``file``. A stored result that had not converged
       warns again (:class:`~tfflat.flatness.sharpness.NotConvergedWarning`).
     """
+    from tfflat import validate
     from tfflat.flatness.sharpness import settings_for, sharpness, warn_not_converged
 
+    seed = validate.seed("seed", seed)
     run = _load(run)
     config = run.meta["config"]
     settings = settings_for(method, config["dataset"], config["model"], zeta=zeta, lr=lr, epochs=epochs,
@@ -63,10 +65,13 @@ def hessian_of_run(run, top_k: int = defaults.HESSIAN_TOP_K, probes: int = defau
     in ``RUN/flatness.json`` like :func:`sharpness_of_run`."""
     from tfflat.flatness.hessian import hessian_measures
 
+    from tfflat import validate
+
+    settings = {"top_k": validate.integer("top_k", top_k), "probes": validate.integer("probes", probes, least=0),
+                "seed": validate.seed("seed", seed)}
     run = _load(run)
     fingerprint = weights_hash(run.model)
     stored = read(run.path).get("hessian")
-    settings = {"top_k": int(top_k), "probes": int(probes), "seed": int(seed)}
     if not force and same(stored, settings, fingerprint):
         return {**stored, "stored": True, "file": str(path_of(run.path))}
     result = hessian_measures(run.model, run.splits.x_train, run.splits.y_train, top_k, seed, probes=probes,
@@ -103,11 +108,20 @@ def path_of(run_dir) -> Path:
 
 
 def read(run_dir) -> dict:
-    """``RUN/flatness.json`` (empty when absent)."""
+    """``RUN/flatness.json`` (empty when absent); one that is not tfflat's is a :class:`UserError`."""
     from tfflat import runs
+    from tfflat.errors import UserError
 
     path = path_of(run_dir)
-    return runs.read_json(path) if path.exists() else {}
+    if not path.exists():
+        return {}
+    fix = "delete it to measure again (it only caches results)"
+    data = runs.read_json(path, fix=fix)
+    for measure in ("sharpness", "hessian"):
+        if not isinstance(data.get(measure, {}), dict) or (
+                measure == "sharpness" and not all(isinstance(v, dict) for v in data.get(measure, {}).values())):
+            raise UserError(f"{path} is not a tfflat flatness file ({measure!r} is not an object of results); {fix}")
+    return data
 
 
 def write(run_dir, measure: str, record: dict, method: str | None = None) -> None:
@@ -122,7 +136,16 @@ def write(run_dir, measure: str, record: dict, method: str | None = None) -> Non
     runs.update(run_dir, FILE, data)
 
 
+RESULT_KEYS = {"sharpness": ("sharpness", "log10_sharpness", "loss", "max_loss", "corner_loss", "seconds"),
+               "hessian": ("eigenvalues", "spectral_norm", "log10_top_product", "positive", "trace", "trace_stderr",
+                           "loss", "matvecs", "seconds")}
+
+
 def same(stored: dict | None, settings: dict, fingerprint: str) -> bool:
-    """A stored entry computed with these settings on these very weights."""
-    return bool(stored) and stored.get("weights_sha1") == fingerprint and all(
-        stored.get("settings", {}).get(k) == v for k, v in settings.items())
+    """A complete stored entry computed with these settings on these very weights (an incomplete one is
+    measured again)."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("settings"), dict):
+        return False
+    measure = "hessian" if "eigenvalues" in stored or "top_k" in settings else "sharpness"
+    return stored.get("weights_sha1") == fingerprint and all(k in stored for k in RESULT_KEYS[measure]) and all(
+        stored["settings"].get(k) == v for k, v in settings.items())

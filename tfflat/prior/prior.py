@@ -26,12 +26,19 @@ from typing import Callable
 
 import numpy as np
 
-from tfflat import defaults
+from tfflat import defaults, memory, validate
 from tfflat.errors import UserError
 
 KERNELS = ("auto", "analytic", "empirical")
 KERNEL_VERSION = 1        # bump when a kernel's definition or numerics change: old cache files stop matching
 PROBIT_MIN_VARIANCE = 0.1  # below this median prior variance the probit's unit noise swamps the GP (warning)
+KERNEL_COPIES = 5          # n × n float64 arrays alive at once: the kernel, its construction, EP's Σ, work, factor
+
+
+def check_memory(n: int) -> None:
+    """Refuse up front (one :class:`UserError` line, with the numbers) a prior on ``n`` points that cannot fit."""
+    memory.require(KERNEL_COPIES * 8 * n * n, f"the prior on n = {n:,} points (S + E)",
+                   "use a smaller S or E (`train_size`, `test_size`)")
 
 
 class KernelScaleWarning(UserWarning):
@@ -60,6 +67,8 @@ def kernel_params(spec: dict, kernel: str = "auto", *, task: str | None = None, 
     """
     if kernel not in KERNELS:
         raise UserError(f"unknown `kernel` {kernel!r}; choose {', '.join(KERNELS)}")
+    samples = validate.integer("samples", samples, least=1, none=True)
+    seed = validate.seed("seed", seed)
     kind = spec.get("kind")
     if kernel == "auto":
         kernel = "analytic" if kind == "fcn" else "empirical"
@@ -162,6 +171,13 @@ def log_prior(kernel, labels, likelihood: str = "heaviside", *, train_size: int 
     from tfflat.prior.bounds import pac_bayes_bound
     from tfflat.prior.ep import MAX_SWEEPS, TOL, ep_log_prior
 
+    delta = validate.number("delta", delta, above=0, below=1)
+    tol = validate.number("tol", tol, above=0, none=True)
+    max_sweeps = validate.integer("max_sweeps", max_sweeps, least=1, none=True)
+    train_size = validate.integer("train_size", train_size, least=1, none=True)
+    shape = np.shape(kernel)
+    if len(shape) == 2 and shape[0] == shape[1]:
+        check_memory(shape[0])
     res = ep_log_prior(kernel, labels, likelihood, method=method, tol=TOL if tol is None else tol,
                        max_sweeps=MAX_SWEEPS if max_sweeps is None else max_sweeps, check=check, progress=progress)
     bound = pac_bayes_bound(res.ln_z, train_size, delta) if train_size else None
@@ -211,13 +227,15 @@ def log_prior_of_run(run, kernel: str = "auto", likelihood: str = "heaviside", *
       training errors, test accuracy, SHA-256 of f) and ``seconds`` (with ``save``: ``by_likelihood``,
       ``versions`` and ``file``).
     """
-    from tfflat import runs
+    from tfflat import models, runs
 
     t0 = time.perf_counter()
     if not hasattr(run, "splits"):
         run = runs.load(run)
-    x, f, info = function_of_run(run)
     spec = run.meta["model_spec"]
+    models.check_matches(spec, run.model, f"the network of run {run.path}")
+    check_memory(len(run.splits.y_train) + len(run.splits.y_test))
+    x, f, info = function_of_run(run)
     task = run.meta.get("config", {}).get("dataset")
     params = kernel_params(spec, kernel, task=task, samples=samples, seed=seed, n=len(x))
     kprog = (lambda d, t: progress("kernel", d, t, None)) if progress else None
@@ -241,8 +259,8 @@ def save_to_run(run_dir, out: dict, likelihood: str) -> dict:
     from tfflat import runs
 
     path = Path(run_dir) / "prior.json"
-    previous = runs.read_json(path) if path.is_file() else {}
-    by_lik = dict(previous.get("by_likelihood", {}))
+    previous = runs.read_json(path, fix="delete it to measure again") if path.is_file() else {}
+    by_lik = dict(previous.get("by_likelihood") if isinstance(previous.get("by_likelihood"), dict) else {})
     by_lik[likelihood] = {k: out[k] for k in ("log10_prior", "ln_prior", "pac_bayes_bound", "converged")}
     record = {**out, "by_likelihood": by_lik, "versions": runs.versions()}
     runs.update(run_dir, "prior", record)
@@ -308,6 +326,10 @@ def model_kernel_params(model, kernel: str = "auto", *, head=None, feature_layer
 
     if kernel not in KERNELS:
         raise UserError(f"unknown `kernel` {kernel!r}; choose {', '.join(KERNELS)}")
+    sigma_w = validate.number("sigma_w", sigma_w, above=0, none=True)
+    sigma_b = validate.number("sigma_b", sigma_b, least=0, none=True)
+    samples = validate.integer("samples", samples, least=1, none=True)
+    seed = validate.seed("seed", seed)
     h = heads.detect(model, head)
     scale = 2.0 if h.outputs == 2 else 1.0
     fcn, why = kernels.fcn_structure(model) if feature_layer is None else (None, "a `feature_layer` was chosen")
@@ -392,11 +414,14 @@ def log_prior_of_model(model, x_train, y_train=None, x_test=None, y_test=None, *
       SHA-256 of f), ``head`` and ``seconds``. A :class:`KernelScaleWarning` when a probit result is
       meaningless.
     """
+    from tfflat import runs
     from tfflat.models.heads import refuse_savedmodel
 
     t0 = time.perf_counter()
     refuse_savedmodel(model, "whose architecture tfflat cannot re-initialise for the prior")
+    runs.check_weights(model, f"model {model.name!r}")
     x, f, info, h = function_of_model(model, x_train, y_train, x_test, y_test, head=head)
+    check_memory(len(x))
     params = model_kernel_params(model, kernel, head=h, feature_layer=feature_layer, sigma_w=sigma_w,
                                  sigma_b=sigma_b, samples=samples, seed=seed, n=len(x))
     kprog = (lambda d, t: progress("kernel", d, t, None)) if progress else None

@@ -121,6 +121,22 @@ class Trainer:
             v.assign(value)
         self.rng = np.random.default_rng(seed)
 
+    def get_state(self) -> dict:
+        """What a resumed run needs besides the model's weights: the optimizer's variables and the
+        shuffling RNG's state (JSON-able)."""
+        return {"optimizer": [np.array(v.numpy()) for v in self.optimizer.variables],
+                "rng": self.rng.bit_generator.state}
+
+    def set_state(self, state: dict) -> None:
+        """Restore :meth:`get_state`'s ``state``: the following epochs are those the saved trainer would run."""
+        values = state["optimizer"]
+        if len(values) != len(self.optimizer.variables) or any(
+                tuple(np.shape(a)) != tuple(v.shape) for a, v in zip(values, self.optimizer.variables)):
+            raise UserError("the saved optimizer state does not fit this optimizer and model")
+        for v, value in zip(self.optimizer.variables, values):
+            v.assign(value)
+        self.rng.bit_generator.state = state["rng"]
+
     def epoch(self) -> np.ndarray | None:
         """One pass over S ∪ A (Entropy-SGD: rounded up to whole outer steps).
 
@@ -162,11 +178,29 @@ def evaluate(z: np.ndarray, splits: Splits) -> dict:
     return out
 
 
+def make_trainer(model, splits: Splits, optimizer="sgd", *, learning_rate: float | None = None,
+                 opt_args: dict | None = None, batch_size: int | None = defaults.BATCH_SIZE, seed: int = 0,
+                 jit_compile: bool | None = None) -> Trainer:
+    """The :class:`Trainer` that :func:`train` builds for these arguments (to keep a handle on it, e.g.
+    for checkpoints: pass it back as ``train(..., trainer=...)``)."""
+    import keras
+
+    from tfflat.training import optimizers
+
+    keras.utils.set_random_seed(seed)           # before the optimizer: Entropy-SGD draws its noise seed
+    if isinstance(optimizer, str):
+        if optimizer == "gd":
+            batch_size = None
+        optimizer = optimizers.make(optimizer, learning_rate, **(opt_args or {}))
+    return Trainer(model, optimizer, splits.x_fit, splits.y_fit, batch_size, seed, x_eval=eval_inputs(splits),
+                   jit_compile=jit_compile)
+
+
 def train(model, splits: Splits, optimizer: str = "sgd", *, learning_rate: float | None = None,
           opt_args: dict | None = None, batch_size: int | None = defaults.BATCH_SIZE,
           max_epochs: int = defaults.MAX_EPOCHS, overtrain: int = 0, stop_on: str = "S", seed: int = 0,
           callback: Callable | None = None, jit_compile: bool | None = None,
-          trainer: Trainer | None = None) -> TrainResult:
+          trainer: Trainer | None = None, resume: dict | None = None) -> TrainResult:
     """Train ``model`` on S ∪ A until the first epoch with zero error on S (or on S ∪ A).
 
     Args:
@@ -182,12 +216,12 @@ def train(model, splits: Splits, optimizer: str = "sgd", *, learning_rate: float
         ``True`` stops training.
       trainer: a :class:`Trainer` already built for this model, these splits and this optimizer, to
         reuse (it is :meth:`Trainer.reset` to ``seed``; ``optimizer`` and ``batch_size`` are then unused).
+      resume: continue a run: ``{"history": its records so far, "trainer": Trainer.get_state()}`` (the
+        model holding that epoch's weights); the epochs that follow equal the uninterrupted run's.
     Returns:
       :class:`TrainResult` with the per-epoch history (loss, accuracy on S, A, E, gradient evaluations).
     """
     import keras
-
-    from tfflat.training import optimizers
 
     if stop_on not in ("S", "SA"):
         raise UserError(f"stop_on must be 'S' or 'SA', got {stop_on!r}")
@@ -197,20 +231,23 @@ def train(model, splits: Splits, optimizer: str = "sgd", *, learning_rate: float
     if trainer is not None:
         trainer.reset(seed)
     else:
-        if isinstance(optimizer, str):
-            if optimizer == "gd":
-                batch_size = None
-            optimizer = optimizers.make(optimizer, learning_rate, **(opt_args or {}))
-        trainer = Trainer(model, optimizer, splits.x_fit, splits.y_fit, batch_size, seed,
-                          x_eval=eval_inputs(splits), jit_compile=jit_compile)
+        trainer = make_trainer(model, splits, optimizer, learning_rate=learning_rate, opt_args=opt_args,
+                               batch_size=batch_size, seed=seed, jit_compile=jit_compile)
 
     def done(rec):
         ok = rec["acc_S"] == 1.0
         return ok and (stop_on == "S" or not len(splits.y_attack) or rec["acc_A"] == 1.0)
 
-    t0 = time.perf_counter()
-    history, zero, evals = [], None, 0
-    for epoch in range(0, max_epochs + 1):
+    history, zero, evals, before = [], None, 0, 0.0
+    if resume is not None:
+        trainer.set_state(resume["trainer"])
+        history = [dict(r) for r in resume["history"]]
+        zero = next((r["epoch"] for r in history if done(r)), None)
+        evals, before = history[-1]["gradient_evaluations"], history[-1]["seconds"]
+        if zero is not None and history[-1]["epoch"] >= zero + overtrain:
+            max_epochs = history[-1]["epoch"]             # it had finished: nothing left to train
+    t0 = time.perf_counter() - before
+    for epoch in range(len(history), max_epochs + 1):
         if epoch > 0:
             z = trainer.epoch()
             evals += trainer.steps
