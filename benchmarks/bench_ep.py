@@ -168,7 +168,7 @@ def authors_code(tmp: Path) -> tuple[str, str]:
             text = subprocess.run(["git", "-C", str(MIRROR), "show", f"HEAD:{f}"], capture_output=True, text=True,
                                   check=True).stdout
             (dest / f.split("GP_prob/", 1)[1]).write_text(text)
-        return str(dest), f"{MIRROR.name.replace('+', '/')} FCN/GP_prob/GP_prob_gpy.py (unchanged)"
+        return str(dest), f"{MIRROR.parent.name.replace('+', '/')} FCN/GP_prob/GP_prob_gpy.py (unchanged)"
     except (OSError, subprocess.CalledProcessError):
         (dest / "GP_prob_gpy.py").write_text(FALLBACK_GP_PROB)
         return str(dest), "an equivalent of the authors' GP_prob (their repository was not found)"
@@ -248,6 +248,7 @@ def fmt_row(cells, widths):
 
 
 def main():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = parse()
     if args.worker:
         out = worker(args.worker, *args.files, authors=args.authors)

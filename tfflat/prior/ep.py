@@ -74,7 +74,7 @@ LEAF = 16                # sites updated one by one inside a block
 SERIES_U = 40.0          # use the asymptotic series of the truncated normal beyond this
 JITTERS = linalg.JITTERS
 SINGULAR_RTOL = 1e-10    # K/c (mean diagonal 1) is singular when its pivots / eigenvalues fall below this
-LP_MAX_ENTRIES = 4_000_000        # decide P(f) = 0 by linear programming up to n·r this large
+LP_MAX_ENTRIES = 250_000          # decide P(f) = 0 by linear programming up to n·r this large
 REDUNDANT_MAX_ENTRIES = 20_000    # … and drop implied constraints (one LP each) up to this n·r
 LP_TOL = 1e-9
 SQRT_2_PI = math.sqrt(2.0 / math.pi)
@@ -542,6 +542,11 @@ def ep_log_prior(kernel, labels, likelihood: str = "heaviside", *, method: str =
     try:
         res = run(k, c, sgn[keep], v, be, tol=tol, max_sweeps=int(max_sweeps), block=block, damping=damping,
                   progress=progress)
+    except Exception as err:
+        if type(err).__name__ == "ResourceExhaustedError":        # TensorFlow out of (GPU) memory
+            raise UserError(f"EP at n = {n} ran out of memory on {be.name} ({str(err).splitlines()[0][:80]}); "
+                            "pass backend='numpy' or use fewer points") from None
+        raise
     finally:
         getattr(be, "release", lambda: None)()
     res.likelihood, res.method, res.n, res.tol, res.backend, res.scale = likelihood, method, n, tol, be.name, c
@@ -578,7 +583,10 @@ def _singular(k, c, sgn) -> tuple[int | None, str | None, np.ndarray | None]:
         return rank, None, None              # too big to decide here: EP, and an error if it breaks down
     a = np.empty((n, rank))
     a[piv] = sgn[piv, None] * fac            # row i: y_i L_i, z = L w
-    if rank == 0 or _sign_margin(a) <= LP_TOL:
+    w = np.linalg.lstsq(a, np.ones(n), rcond=None)[0] if rank else np.zeros(0)
+    if rank and np.all(a @ w > LP_TOL):
+        pass                                 # some w has the signs f: no linear programme needed
+    elif rank == 0 or _sign_margin(a) <= LP_TOL:
         return rank, (f"P(f) = 0 exactly (ln P = −∞): the kernel on the labelled points has rank {rank} < {n}, "
                       "and no latent function in its range has the signs f (linear programme)"), None
     implied = _implied(a) if n * rank <= REDUNDANT_MAX_ENTRIES else None

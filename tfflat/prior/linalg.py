@@ -34,8 +34,8 @@ BACKENDS = ("auto", "numpy", "tensorflow")
 GPU_MIN_N = 4096          # "auto" uses a GPU from this n on (below it, TensorFlow's start-up costs more)
 JITTERS = (0.0, 1e-10, 1e-8, 1e-6, 1e-4)
 # n×n float64 matrices alive at the peak, beyond the caller's kernel
-HOST_MATRICES = {"numpy": 2, "tensorflow": 0}
-DEVICE_MATRICES = 5       # TensorFlow: K, Σ and the update's product; K, B, L and S̃½K, V at the end
+HOST_MATRICES = 2         # NumPy: Σ and a work matrix (the final factorisation: B, then S̃½K)
+DEVICE_MATRICES = 7       # TensorFlow: K, Σ, the update's product; at the end K, B, L, S̃½K, V and temporaries
 
 
 @dataclass
@@ -150,11 +150,12 @@ def check_memory(n: int, backend) -> None:
     """:class:`UserError` if EP of size n cannot fit: its n×n float64 working matrices against the free
     RAM (and, for a GPU, the free GPU memory)."""
     mat = 8.0 * n * n
-    need = HOST_MATRICES[backend.name] * mat
+    count = HOST_MATRICES if backend.name == "numpy" or backend.on_gpu else DEVICE_MATRICES
+    need = count * mat
     avail = available_ram()
     if avail is not None and need > avail:
-        raise UserError(f"EP at n = {n} needs {_gb(need)} of RAM beyond the kernel ({HOST_MATRICES[backend.name]} "
-                        f"n×n float64 matrices) but {_gb(avail)} is available; use fewer points or a bigger machine")
+        raise UserError(f"EP at n = {n} needs {_gb(need)} of RAM beyond the kernel ({count} n×n float64 matrices) "
+                        f"but {_gb(avail)} is available; use fewer points or a bigger machine")
     if backend.name == "tensorflow" and backend.on_gpu:
         need = DEVICE_MATRICES * mat
         avail = available_gpu_memory()
@@ -280,13 +281,12 @@ class TFBackend:
     def posterior(self, k, c, tau, nu, *, diag=True, work=None):
         tf = self.tf
         kd = self._kernel(k)
-        n = len(k)
         st = tf.constant(np.sqrt(tau))
         sw = st / np.sqrt(c)
         nu_t, tau_t = tf.constant(nu), tf.constant(tau)
-        eye = tf.eye(n, dtype=tf.float64)
         for jit in JITTERS:
-            b = kd * sw[:, None] * sw[None, :] + eye + tf.linalg.diag(jit * tau_t)
+            b = (kd * sw[:, None]) * sw[None, :]
+            b = tf.linalg.set_diag(b, tf.linalg.diag_part(b) + 1.0 + jit * tau_t)
             try:
                 chol = tf.linalg.cholesky(b)
             except tf.errors.InvalidArgumentError:
@@ -304,7 +304,9 @@ class TFBackend:
         mu = a - (tf.linalg.matvec(kd, st * x) / c + jit * st * x)
         sig = None
         if diag:
-            rhs = st[:, None] * kd / c + tf.linalg.diag(jit * st)
+            rhs = st[:, None] * kd / c
+            if jit:
+                rhs = tf.linalg.set_diag(rhs, tf.linalg.diag_part(rhs) + jit * st)
             v = tf.linalg.triangular_solve(chol, rhs, lower=True)
             del rhs
             sig = (tf.linalg.diag_part(kd) / c + jit - tf.reduce_sum(v * v, axis=0)).numpy()
