@@ -560,10 +560,10 @@ def ep_log_prior(kernel, labels, likelihood: str = "heaviside", *, method: str =
     singular = (f"; the kernel on the labelled points is singular (rank {rank} of {int(keep.sum()) + redundant}), "
                 "so P(f) may be 0" if rank is not None else "")
     if res.message.startswith("numerical breakdown"):
-        raise UserError(f"EP broke down ({res.message}){singular}; try --likelihood probit or --method parallel")
+        raise UserError(f"EP broke down ({res.message}){singular}; try likelihood='probit' or method='parallel'")
     if res.ln_z > 1e-9 * max(1.0, n):
         raise UserError(f"EP broke down: its estimate ln P(f) = {res.ln_z:.4g} is positive, not a log-probability"
-                        f"{singular}; try --likelihood probit")
+                        f"{singular}; try likelihood='probit'")
     if not res.converged:
         last = abs(res.history[-1] - res.history[-2]) if len(res.history) > 1 else float("nan")
         res.message = res.message or (f"not converged after {res.sweeps} sweeps (last |Δ ln Z| = {last:.3g}); "
