@@ -49,7 +49,7 @@ AUTHORS_FILES = ("FCN/GP_prob/GP_prob_gpy.py", "FCN/GP_prob/custom_kernel_matrix
 SECTION = "## EP vs GPy"
 NOTE = ("tfflat: sequential EP with the rank-one updates delayed to one dsyrk per block of sites (n³ flops a "
         "sweep, 3–5 sweeps); GPy-par: parallel EP, a Cholesky, a triangular solve and VᵀV per sweep (≈ 3.3 n³ "
-        "flops, 5–19 sweeps) plus a Python loop over the sites; GPy-seq: one rank-one BLAS-2 update per site. "
+        "flops, 5–37 sweeps) plus a Python loop over the sites; GPy-seq: one rank-one BLAS-2 update per site. "
         "Targets: ≥ 4× GPy-par in-process at n = 1500 and 5000, ≥ 1.5× as whole processes, n = 11000 "
         "Heaviside ≤ 3 min. Timings on a shared machine are noisy: the ratios come from back-to-back runs.")
 
