@@ -100,8 +100,10 @@ def cli():
       tfflat prior runs/a100
     """
     ctx = click.get_current_context()
-    if ctx.invoked_subcommand and not any(a in ("-h", "--help") for a in sys.argv[1:]):
-        quiet_tensorflow_import()
+    args = sys.argv[1:]
+    numpy_only = ctx.invoked_subcommand == "prior" and any(a.split("=")[0] == "--kernel-file" for a in args)
+    if ctx.invoked_subcommand and not numpy_only and not any(a in ("-h", "--help") for a in args):
+        quiet_tensorflow_import()      # (EP on a kernel file needs only NumPy/SciPy: no TensorFlow start-up)
 
 
 def main(argv=None) -> None:
