@@ -221,11 +221,11 @@ def plot_results(paths, out_dir=None, invariance=None) -> dict:
     out_dir = Path(out_dir) if out_dir else paths[0].with_name(paths[0].name.removesuffix(".jsonl") + "-figures")
     ok = stats.usable(df)
     not_drawn = df.loc[~df.index.isin(ok.index), "status"].value_counts().to_dict() if "status" in df else {}
-    measures = []
+    measures, invariance = [], read_invariance(invariance)
     if kind == "sweep":
         written, rows, name = sweep_figures(df, out_dir), stats.correlation_table(df), "correlations"
         if stats.zoo_columns(df):
-            measures = stats.measure_table(df, invariance=read_invariance(invariance))
+            measures = stats.measure_table(df, invariance=invariance)
     else:
         written, rows, name = temporal_figures(df, out_dir), stats.temporal_summary(df), "temporal_summary"
     labelled = stats.label_experiments(ok.copy())

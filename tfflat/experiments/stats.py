@@ -335,7 +335,8 @@ def format_measure_table(rows: list[dict]) -> list[str]:
         r = next((cell[(t, name)] for t in titles if (t, name) in cell), {})
         kind = "measured" if "measured_layerwise" in r else "expected"
         lw, nw = r.get(f"{kind}_layerwise"), r.get(f"{kind}_neuronwise")
-        lines.append(f"{name:<{width}} " + " ".join(cells) + f"  {yn(lw):<10} {yn(nw)}")
+        note = " (expected)" if measured and kind == "expected" and lw is not None else ""
+        lines.append(f"{name:<{width}} " + " ".join(cells) + f"  {yn(lw):<10} {yn(nw)}{note}")
     lines.append("τ: Kendall's τ of generalization with the measure oriented flat = larger (−measure; log10 P(f) as is); "
                  "Ψ: Jiang et al. 2020's granulated τ over |A| and seed")
     bad = [r for r in rows if r.get("errors")]
