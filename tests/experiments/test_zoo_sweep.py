@@ -198,3 +198,11 @@ def test_cli_plot_prints_the_measure_table(tmp_path, rng, capsys):
     with pytest.raises(SystemExit) as e:
         main(["plot", str(sgd), "--invariance", str(inv)])
     assert e.value.code == 2 and "holds no invariance table" in capsys.readouterr().err
+
+
+def test_tensorboard_tags_carry_the_zoo_values():
+    from tfflat.experiments.tensorboard import tags
+
+    rec = {"log10_prior": -3.0, "flatness_path_norm": 2.0, "flatness_path_norm_seconds": 1.0,
+           "flatness_hessian_trace": "inf", "flatness_fisher_rao_norm": None}
+    assert tags(rec) == {"log10_prior": -3.0, "flatness_path_norm": 2.0}

@@ -232,6 +232,12 @@ def zoo_columns(df) -> list[str]:
     return [name for name in MEASURES if f"{ZOO_PREFIX}{name}" in df]
 
 
+# α-rescaling invariance of the sweep's own measures: P(f) depends on the function only (paper §1, App. F);
+# the sharpness and the Hessian are keskar_sharpness's and hessian_*'s of the zoo
+INVARIANCE = {"log10_prior": (True, True), "flatness": (False, False), "neg_log10_spectral_norm": (False, False),
+              "neg_log10_topk_product": (False, False)}
+
+
 def predictors(df) -> list[tuple[str, str, int]]:
     """(column, row name, sign) of what :func:`measure_table` ranks: log10 P(f), −log10 sharpness,
     the Hessian measures and each recorded measure of the zoo; ``sign`` orients it so that larger
@@ -287,6 +293,8 @@ def measure_table(df, by=GROUPS, axes=AXES, target: str = "generalization", inva
                 row["error"] = str(g[err].dropna().iloc[0])
             if name in MEASURES:
                 row["expected_layerwise"], row["expected_neuronwise"] = MEASURES[name].expected()
+            elif col in INVARIANCE:
+                row["expected_layerwise"], row["expected_neuronwise"] = INVARIANCE[col]
             if name in measured:
                 row["measured_layerwise"] = bool(measured[name]["invariant_layerwise"])
                 row["measured_neuronwise"] = bool(measured[name]["invariant_neuronwise"])
