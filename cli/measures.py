@@ -108,9 +108,9 @@ def _measure(inputs, selected, seed, settings, eval_batch, force, head) -> dict:
     bar = Progress("flatness", len(selected), "measures")
     seen = []
 
-    def callback(name, _result):
+    def callback(name, result):
         seen.append(name)
-        bar.update(len(seen), f"{name} done" + (f", next {selected[len(seen)]}" if len(seen) < len(selected) else ""))
+        bar.update(len(seen), f"{name} " + ("(stored)" if result.get("stored") else f"{result['seconds']:.1f}s"))
 
     try:
         with echo_warnings():

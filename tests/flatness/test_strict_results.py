@@ -12,7 +12,8 @@ from tfflat.flatness.measures import MEASURES, plan, strict
 
 def test_strict_nulls_non_finite_numbers_with_a_reason():
     results = {"hessian_log10_top_product": {"value": -math.inf, "eigenvalues": [-1.0, np.float32(-2.0)],
-                                             "stderr": math.nan, "nested": {"x": (math.inf, 1)}},
+                                             "stderr": math.nan, "nested": {"x": (math.inf, 1)},
+                                             "array": np.array([[1.0, np.nan]], np.float32)},
                "path_norm": {"value": None, "error": "the path norm needs ReLU or linear units"},
                "fisher_rao_norm": {"value": np.float64(0.5)}}
     out = strict(results)
@@ -20,6 +21,7 @@ def test_strict_nulls_non_finite_numbers_with_a_reason():
     back = json.loads(text)
     top = back["hessian_log10_top_product"]
     assert top["value"] is None and top["stderr"] is None and top["nested"] == {"x": [None, 1]}
+    assert top["array"] == [[1.0, None]]
     assert top["eigenvalues"] == [-1.0, -2.0] and "-inf" in top["reason"] and "no positive eigenvalue" in top["reason"]
     assert back["path_norm"] == {"value": None, "error": "the path norm needs ReLU or linear units",
                                  "reason": "the path norm needs ReLU or linear units"}

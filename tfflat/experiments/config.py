@@ -225,8 +225,9 @@ def _known(v: tuple) -> tuple:
 class Flatness:
     """``[flatness]``: measures of the zoo (:data:`tfflat.flatness.MEASURES`) at every measured point.
 
-    ``measures``: ``"all"`` or a list of names (default: none — they are costly, about a minute per
-    point at |S| = 100 on 2 CPU cores; ``tfflat sweep --measures all`` turns them on). Each record
+    ``measures``: ``"all"`` or a list of names (default: none — all of them cost 30–50 s per point
+    at |S| = 100 on 2 loaded CPU cores, several times the rest of a point; ``tfflat sweep --measures
+    all`` turns them on). Each record
     gains ``flatness_<name>`` (the value, which grows with sharpness), ``flatness_<name>_seconds``,
     its scalar details (``flatness_<name>_<detail>``) and, for a measure that does not apply,
     ``flatness_<name>_error``. ``settings``: ``{setting = value}`` for every selected measure that
@@ -285,7 +286,7 @@ class Experiment:
     hessian: Hessian
     prior: Prior
     temporal: Temporal | None
-    flatness: Flatness = Flatness()
+    flatness: Flatness = dataclasses.field(default_factory=Flatness)
     path: str | None = None
     quick: bool = False
 

@@ -435,8 +435,10 @@ def finite(v):
         return {str(k): finite(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [finite(x) for x in v]
-    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
-        v = v.item()
+    if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):        # numpy arrays and scalars
+        v = v.tolist()
+        if isinstance(v, list):
+            return finite(v)
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
@@ -459,4 +461,4 @@ def strict(results: dict) -> dict:
 
 
 NONFINITE = {"hessian_log10_top_product": "no positive eigenvalue among the top k (log10 of an empty product)",
-             "spectral_norm_product": "a kernel with zero norm or an overflowing product"}
+             "spectral_norm_product": "the product of the kernels' norms overflows"}
