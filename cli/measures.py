@@ -82,9 +82,12 @@ def flatness(model, data_file, dataset, data_dir, train_size, test_size, data_se
     selected = zoo.names(measures)
     if list_only:
         info = zoo.measure_info(selected)
-        emit({"measures": info}, as_json, [f"{'measure':<28} {'invariant layer-/neuron-wise':<9} definition  [paper]"] + [
-            f"{n:<28} {'yes' if i['invariant_layerwise'] else 'no':<4} {'yes' if i['invariant_neuronwise'] else 'no':<4} "
-            f"{i['definition']}  [{i['paper']}]" for n, i in info.items()])
+        def yn(b):
+            return "yes" if b else "no"
+
+        emit({"measures": info}, as_json, [f"{'measure':<28} invariant: layer-/neuron-wise  definition  [paper]"] + [
+            f"{n:<28} {yn(i['invariant_layerwise']):<4} {yn(i['invariant_neuronwise']):<4} {i['definition']}  "
+            f"[{i['paper']}]" for n, i in info.items()])
         return
     if model is None:
         raise UserError("give MODEL (a run, a .keras file or a checkpoint folder), or --list")

@@ -60,7 +60,8 @@ def test_flatness_section_and_measures_option(tmp_path):
 
 
 @pytest.mark.parametrize("text, expected", [
-    ('[flatness]\nmeasures = ["pathnorm"]\n', "[flatness] measures has no measure 'pathnorm'; did you mean 'path_norm'?"),
+    ('[flatness]\nmeasures = ["pathnorm"]\n',
+     "[flatness] measures has no measure 'pathnorm'; did you mean 'path_norm'?"),
     ('[flatness]\nmeasures = ["path_norm", "path_norm"]\n', "[flatness] measures has duplicates"),
     ('[flatness]\nmeasures = 3\n', "[flatness] measures must be a list"),
     ('[flatness]\nmeasure = ["path_norm"]\n', "unknown key [flatness] measure; did you mean 'measures'?"),

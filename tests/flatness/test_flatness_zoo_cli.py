@@ -32,7 +32,7 @@ def test_run_measures_cached_per_measure(run_dir, run_cli):
     for name, r in first["measures"].items():
         assert isinstance(r["value"], float) and not r["stored"], name
         assert (r["invariant_layerwise"], r["invariant_neuronwise"]) == MEASURES[name].expected(), name
-    # Table 1's Boolean row for the sharpness (batch 16), the --set epochs on top; --set probes reached relative_flatness
+    # Table 1's Boolean row for the sharpness (batch 16) under --set epochs; --set probes reaches relative_flatness
     assert first["measures"]["keskar_sharpness"]["settings"]["batch_size"] == 16
     assert first["measures"]["keskar_sharpness"]["settings"]["epochs"] == 2
     assert first["measures"]["relative_flatness"]["settings"]["probes"] == 10
@@ -72,7 +72,8 @@ def test_invariance_table_measured(run_dir, run_cli):
     assert code == 0, err
     rows = {r["measure"]: r for r in json.loads(out)["invariance"]}
     assert rows["path_norm"]["invariant_layerwise"] and rows["path_norm"]["invariant_neuronwise"]
-    assert rows["spectral_norm_product"]["invariant_layerwise"] and not rows["spectral_norm_product"]["invariant_neuronwise"]
+    spectral = rows["spectral_norm_product"]
+    assert spectral["invariant_layerwise"] and not spectral["invariant_neuronwise"]
     assert all(r["agrees"] for r in rows.values()) and len(rows["path_norm"]["changes"]) == 2
     code, out, _ = run_cli(["flatness", run_dir, "--measures", "path_norm", "--invariance", "--layer", "2"])
     table = out[out.index("expected vs measured"):].splitlines()

@@ -345,8 +345,10 @@ def format_measure_table(rows: list[dict]) -> list[str]:
         lw, nw = r.get(f"{kind}_layerwise"), r.get(f"{kind}_neuronwise")
         note = " (expected)" if measured and kind == "expected" and lw is not None else ""
         lines.append(f"{name:<{width}} " + " ".join(cells) + f"  {yn(lw):<10} {yn(nw)}{note}")
-    lines.append("τ: Kendall's τ of generalization with the measure oriented flat = larger (−measure; log10 P(f) as is); "
+    lines.append("τ: Kendall's τ of generalization with the measure oriented flat = larger (−measure; "
+                 "log10 P(f) as is); "
                  "Ψ: Jiang et al. 2020's granulated τ over |A| and seed")
     bad = [r for r in rows if r.get("errors")]
-    lines += [f"{group_title(r)}: {r['measure']} did not apply in {r['errors']} record(s): {r.get('error')}" for r in bad]
+    lines += [f"{group_title(r)}: {r['measure']} did not apply in {r['errors']} record(s): {r.get('error')}"
+              for r in bad]
     return lines
