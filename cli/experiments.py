@@ -9,10 +9,14 @@ from .output import Progress, emit
 CONFIG_HELP = "TOML config (see configs/: one per figure of the paper)."
 
 
-def _load(config, quick, data_dir):
+MEASURES_HELP = ("Measures of the flatness zoo at every point: all, NAME,... or none (overrides [flatness] "
+                 "measures; see `tfflat flatness --list`).")
+
+
+def _load(config, quick, data_dir, measures=None):
     from tfflat.experiments import config as cfg
 
-    return cfg.load(config, quick=quick, data_dir=data_dir)
+    return cfg.load(config, quick=quick, data_dir=data_dir, measures=measures)
 
 
 @click.command()
@@ -29,14 +33,15 @@ def _load(config, quick, data_dir):
               help="Also write every record as TensorBoard scalars into this folder (one run per optimizer, "
                    "seed and overtraining epoch; step = |A|).")
 @click.option("--quick", is_flag=True, help="Apply the config's [quick] section (small sizes, minutes on a laptop).")
+@click.option("--measures", default=None, metavar="all|NAME,...|none", help=MEASURES_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
-def sweep(config, out, data_dir, shard, workers, tensorboard, quick, as_json):
+def sweep(config, out, data_dir, shard, workers, tensorboard, quick, measures, as_json):
     """Attack-set sweep: train every (optimizer, |A|, seed) point to zero error and measure
-    sharpness, Hessian measures and log P(f) there (Figs. 3, 4, S9, S16–S24)."""
+    sharpness, Hessian measures, log P(f) and (--measures) the flatness zoo there (Figs. 3, 4, S9, S16–S24)."""
     from tfflat.experiments import results
     from tfflat.experiments import sweep as sw
 
-    exp = _load(config, quick, data_dir)
+    exp = _load(config, quick, data_dir, measures)
     if exp.kind != "sweep":
         from tfflat.errors import UserError
         raise UserError(f"{config} is a {exp.kind} config; run it with `tfflat {exp.kind} {config}`")
@@ -68,15 +73,16 @@ def sweep(config, out, data_dir, shard, workers, tensorboard, quick, as_json):
 @click.option("--tensorboard", type=click.Path(file_okay=False), default=None,
               help="Also write every measurement as TensorBoard scalars into this folder.")
 @click.option("--quick", is_flag=True, help="Apply the config's [quick] section.")
+@click.option("--measures", default=None, metavar="all|NAME,...|none", help=MEASURES_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
-def temporal(config, out, data_dir, tensorboard, quick, as_json):
+def temporal(config, out, data_dir, tensorboard, quick, measures, as_json):
     """Sharpness and log P(f) every k epochs through zero error and overtraining, with optional
     α-rescaling and ζ sweeps (Figs. 5, S11, S13–S15)."""
     from tfflat.errors import UserError
     from tfflat.experiments import results
     from tfflat.experiments import temporal as tp
 
-    exp = _load(config, quick, data_dir)
+    exp = _load(config, quick, data_dir, measures)
     if exp.kind != "temporal":
         raise UserError(f"{config} is a {exp.kind} config; run it with `tfflat {exp.kind} {config}`")
     out = out or str(results.default_out(exp))

@@ -22,6 +22,7 @@ COMMANDS = {
     "rescale": "rescale:rescale",
     "sharpness": "flatness:sharpness",
     "hessian": "flatness:hessian",
+    "flatness": "measures:flatness",
     "prior": "prior:prior",
     "boolean": "boolean:boolean",
     "sweep": "experiments:sweep",

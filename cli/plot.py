@@ -13,15 +13,21 @@ from .output import emit
 @click.argument("results_paths", metavar="RESULTS...", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for figures and tables (default: next to RESULTS, named RESULTS-figures).")
+@click.option("--invariance", type=click.Path(dir_okay=False), default=None, metavar="FILE.json",
+              help="The measure table's α-invariance as measured on one network: the --out of "
+                   "`tfflat flatness RUN --invariance` (default: each measure's expected answer).")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
-def plot(results_paths, out_dir, as_json):
+def plot(results_paths, out_dir, invariance, as_json):
     """Plot results: sweep or temporal RESULTS.jsonl files, or a `tfflat boolean` output folder.
 
     Several files are drawn together: shards of one experiment are merged (the same key once), and
     different experiments (e.g. the MNIST and CIFAR sweeps of Fig. 3) become labelled panels of one
     figure. Correlations (Pearson, Spearman, Kendall with p-values) per experiment, optimizer and
     overtraining epoch are printed and saved as CSV and JSON; `records` in --json is how many
-    records were drawn."""
+    records were drawn. Records that carry measures of the flatness zoo (`[flatness] measures`,
+    `tfflat sweep --measures`) add one panel per measure and the measure table: Kendall's τ and
+    Jiang et al.'s granulated τ with generalization per optimizer, beside log10 P(f), and each
+    measure's invariance to α-rescaling (measures.csv, measures.json)."""
     from tfflat.errors import UserError
 
     paths = [Path(p) for p in results_paths]
@@ -37,9 +43,11 @@ def plot(results_paths, out_dir, as_json):
         return
     from tfflat.experiments import plots, stats
 
-    summary = plots.plot_results(paths, out_dir)
+    summary = plots.plot_results(paths, out_dir, invariance)
     rows = summary[summary["table"]]
     lines = stats.format_table(rows) if summary["kind"] == "sweep" else [_temporal_line(r) for r in rows]
+    if summary["measures"]:
+        lines += ["", *stats.format_measure_table(summary["measures"]), ""]
     for e in summary["experiments"]:
         lines.append(f"{e['experiment']} ({e['experiment_id']}): {e['records']} records" + (
             f" ({e['unconverged']} with an unconverged sharpness ascent, drawn as open circles)"

@@ -2,7 +2,8 @@
 
 A config names the experiment (``sweep`` or ``temporal``), the data, the model, the training grid
 and the measurements. Each ``[section]`` is a frozen dataclass below (:class:`Data`, :class:`Model`,
-:class:`Train`, :class:`Sharpness`, :class:`Hessian`, :class:`Prior`, :class:`Temporal`) whose field
+:class:`Train`, :class:`Sharpness`, :class:`Hessian`, :class:`Prior`, :class:`Temporal`,
+:class:`Flatness` — the measure zoo) whose field
 types are the validation (pydantic, strict: no string is read as a number) and whose defaults are the
 library's: :class:`~tfflat.training.run.TrainConfig`, :mod:`tfflat.defaults` and the signatures of
 the functions that do the work. The defaults that depend on the dataset, the model or the kind of
@@ -198,8 +199,51 @@ class Temporal:
         return self.alpha if self.rescale_direction == "eq9" else 1.0 / self.alpha
 
 
+def _measure_names(v):
+    """``"all"`` → every measure of the zoo; a TOML array of names → a tuple (checked by :func:`_known`)."""
+    from tfflat.flatness.measures import MEASURES
+
+    if v == "all" or (isinstance(v, (list, tuple)) and list(v) == ["all"]):
+        return tuple(MEASURES)
+    if isinstance(v, str):
+        v = [m.strip() for m in v.split(",") if m.strip()]
+    return _sequence(v)
+
+
+def _known(v: tuple) -> tuple:
+    from tfflat.flatness.measures import MEASURES
+
+    for name in v:
+        if name not in MEASURES:
+            near = difflib.get_close_matches(name, list(MEASURES), n=1)
+            raise ValueError(f"has no measure {name!r}" + (f"; did you mean {near[0]!r}?" if near else
+                             f"; choose \"all\" or from {', '.join(MEASURES)}"))
+    return v
+
+
+@_section
+class Flatness:
+    """``[flatness]``: measures of the zoo (:data:`tfflat.flatness.MEASURES`) at every measured point.
+
+    ``measures``: ``"all"`` or a list of names (default: none — all of them cost 30–50 s per point
+    at |S| = 100 on 2 loaded CPU cores, several times the rest of a point; ``tfflat sweep --measures
+    all`` turns them on). Each record
+    gains ``flatness_<name>`` (the value, which grows with sharpness), ``flatness_<name>_seconds``,
+    its scalar details (``flatness_<name>_<detail>``) and, for a measure that does not apply,
+    ``flatness_<name>_error``. ``settings``: ``{setting = value}`` for every selected measure that
+    has it and/or ``{<measure> = {setting = value}}`` (see ``MEASURES[name].settings()``);
+    ``keskar_sharpness`` takes ``[sharpness]``'s ζ (the first), lr, epochs, batch size and method
+    unless set here. Random draws use the point's seed.
+    """
+
+    measures: Annotated[tuple[str, ...], BeforeValidator(_measure_names), AfterValidator(_unique),
+                        AfterValidator(_known)] = ()
+    settings: dict = dataclasses.field(default_factory=dict)
+
+
 SECTIONS = {"data": Data, "model": Model, "train": Train, "sharpness": Sharpness, "hessian": Hessian,
-            "prior": Prior, "temporal": Temporal}
+            "prior": Prior, "temporal": Temporal, "flatness": Flatness}
+OPTIONAL = {"flatness": Flatness}       # sections a sidecar written before they existed may lack
 
 
 @_section
@@ -242,6 +286,7 @@ class Experiment:
     hessian: Hessian
     prior: Prior
     temporal: Temporal | None
+    flatness: Flatness = dataclasses.field(default_factory=Flatness)
     path: str | None = None
     quick: bool = False
 
@@ -254,7 +299,8 @@ class Experiment:
     @classmethod
     def from_dict(cls, d: dict, path: str | None = None) -> "Experiment":
         """Inverse of :meth:`to_dict` (validated, so a damaged sidecar is reported, not used)."""
-        sections = {s: None if d.get(s) is None else _build(path, s, SECTIONS[s], d[s]) for s in SECTIONS}
+        sections = {s: (OPTIONAL[s]() if s in OPTIONAL else None) if d.get(s) is None else
+                    _build(path, s, SECTIONS[s], d[s]) for s in SECTIONS}
         return cls(d["experiment"], d["name"], d.get("description", ""), **sections, path=path,
                    quick=d.get("quick", False))
 
@@ -268,6 +314,13 @@ class Experiment:
             d["temporal"] = {k: v for k, v in d["temporal"].items()
                              if k not in ("alpha", "rescale_layer", "rescale_direction")}
         return d
+
+    def zoo_defaults(self) -> dict:
+        """The ``defaults`` of :func:`tfflat.flatness.measures.plan` under ``[flatness] settings``:
+        ``keskar_sharpness`` with ``[sharpness]``'s ζ (the first), lr, epochs, batch size and method."""
+        sh = self.sharpness
+        return {"keskar_sharpness": {"zeta": sh.zeta[0], "lr": sh.lr, "epochs": sh.epochs, "batch_size": sh.batch_size,
+                                     "method": sh.method}}
 
     def run_config(self, optimizer: str | None = None, attack_size: int = 0, seed: int = 0,
                    overtrain: int = 0) -> TrainConfig:
@@ -361,8 +414,9 @@ def _build(path, section, cls, values: dict, quick_keys=()):
 
 
 # ---------------------------------------------------------------- parsing
-def parse(raw: dict, path=None, quick: bool = False, data_dir: str | None = None) -> Experiment:
-    """Validate a config given as a dict (as read from TOML); see the module docstring."""
+def parse(raw: dict, path=None, quick: bool = False, data_dir: str | None = None, measures=None) -> Experiment:
+    """Validate a config given as a dict (as read from TOML); see the module docstring. ``measures``
+    (``"all"``, names, or ``"none"``) replaces ``[flatness] measures``."""
     if not isinstance(raw, dict):
         raise UserError(f"{_where(path)}: a config is a TOML table")
     _check_keys(path, None, raw, _fields(_Head) + list(SECTIONS) + ["quick"])
@@ -398,6 +452,10 @@ def parse(raw: dict, path=None, quick: bool = False, data_dir: str | None = None
         base = Path(path).resolve().parent if path else Path.cwd()
         data = dataclasses.replace(data, data_dir=str((base / Path(data.data_dir).expanduser()).resolve()))
     sections["data"] = data
+    if measures is not None:
+        given = () if measures in ("none", "", ()) else measures
+        sections["flatness"] = _build(path, "flatness", Flatness,
+                                      {**dataclasses.asdict(sections["flatness"]), "measures": given})
     t = sections["temporal"]
     if kind == "sweep":
         sections["temporal"] = None
@@ -444,12 +502,19 @@ def _check_semantics(exp: Experiment) -> None:
         exp.model_spec(input_shape(exp.data.dataset, exp.data.bits))
     except UserError as err:
         _fail(path, "model", "name", f"— {err}")
+    if exp.flatness.measures:
+        from tfflat.flatness.measures import plan
+
+        try:
+            plan(exp.flatness.measures, 0, exp.flatness.settings, defaults=exp.zoo_defaults())
+        except UserError as err:
+            _fail(path, "flatness", "settings", f"— {err}")
     if exp.temporal is not None and exp.temporal.rescales and exp.model.name == "resnet50":
         _fail(path, "temporal", "rescale_epoch", "α-rescaling needs a ReLU FCN (model fcn, fcn-small or fcn:…)")
 
 
-def load(path, quick: bool = False, data_dir: str | None = None) -> Experiment:
-    """Read and validate a TOML config file (see the module docstring)."""
+def load(path, quick: bool = False, data_dir: str | None = None, measures=None) -> Experiment:
+    """Read and validate a TOML config file (see the module docstring; ``measures``: see :func:`parse`)."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -461,7 +526,7 @@ def load(path, quick: bool = False, data_dir: str | None = None) -> Experiment:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"{path}: not valid TOML: {err}") from None
-    return parse(raw, p, quick=quick, data_dir=data_dir)
+    return parse(raw, p, quick=quick, data_dir=data_dir, measures=measures)
 
 
 def check_data(exp: Experiment, task=None):

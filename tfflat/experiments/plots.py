@@ -19,6 +19,8 @@ share a figure); a point whose sharpness ascent did not converge is drawn as an 
 * ``ascent_convergence`` — the sharpness ascent's running maximum of L(w + Δ) per epoch (Fig. S10);
 * ``pac_bayes`` — the bound of eq. (4) against the test error;
 * ``gp_test_error`` — the GP's own predicted error on E against the network's (when recorded);
+* ``measures_<experiment>_<optimizer>`` — generalization against log10 P(f) and against each measure of
+  the flatness zoo the records carry (``[flatness] measures``), one panel per measure;
 * ``sweep_<experiment>_<optimizer>[_over<N>]`` — every scatter panel of one column.
 
 :func:`temporal_figures` writes per trajectory ``temporal_<experiment>_<optimizer>_A<|A|>_seed<s>``:
@@ -68,7 +70,11 @@ def slug(text) -> str:
 
 
 def label(column: str, df=None) -> str:
-    """The axis label of a column (the top-k product names its k)."""
+    """The axis label of a column (the top-k product names its k; a measure of the zoo, its name)."""
+    from tfflat.flatness.measures import MEASURES
+
+    if column.startswith(stats.ZOO_PREFIX) and column[len(stats.ZOO_PREFIX):] in MEASURES:
+        return column[len(stats.ZOO_PREFIX):].replace("_", " ")
     text = LABELS.get(column, column)
     if column == "neg_log10_topk_product":
         known = df is not None and "hessian_top_k" in df and df["hessian_top_k"].notna().any()
@@ -132,6 +138,8 @@ def _scatter_panel(ax, g, xc, yc, colour: Colour):
     x, y = g[xc].to_numpy(float), g[yc].to_numpy(float)
     hollow = stats.unconverged(g).to_numpy() if "flatness" in (xc, yc) else None
     sc = figures.scatter(ax, x, y, colour.values(g), colour.norm, hollow=hollow)
+    if xc.startswith(stats.ZOO_PREFIX):          # the zoo's raw values: log scale when they span decades
+        figures.auto_scale(ax, "x")
     ax.set_xlabel(label(xc, g))
     ax.set_ylabel(label(yc, g))
     if yc in IDENTITY:
@@ -187,16 +195,20 @@ def results_kind(path, df) -> str:
     return "temporal" if "after_rescale" in df and df["after_rescale"].notna().any() else "sweep"
 
 
-def plot_results(paths, out_dir=None) -> dict:
+def plot_results(paths, out_dir=None, invariance=None) -> dict:
     """Figures and tables of one or more results files (what ``tfflat plot`` does).
 
     Records are loaded per experiment (:func:`tfflat.experiments.results.load`: shards merged, different
     experiments kept apart), drawn (:func:`sweep_figures` or :func:`temporal_figures`) into ``out_dir``
     (default: ``<first file>-figures``), and the correlation table (sweeps) or the temporal summary
-    is written there as CSV and JSON. Returns a summary: ``records`` (how many were drawn),
+    is written there as CSV and JSON; so is, for sweeps whose records carry measures of the zoo, the
+    measure table (:func:`~tfflat.experiments.stats.measure_table`, ``measures.csv``/``.json``), with
+    the invariance measured on one network when ``invariance`` is given (the JSON that ``tfflat flatness
+    RUN --invariance --out FILE`` writes, or its rows).
+    Returns a summary: ``records`` (how many were drawn),
     ``records_read``, ``duplicates`` (copies merged), ``not_drawn`` ({status: count}), ``unconverged``,
     ``experiments`` (one entry per experiment), ``figures``, ``tables``, ``table`` (the name of the
-    rows' key) and the rows themselves.
+    rows' key), the rows themselves and ``measures`` (the measure table's rows; empty without).
     """
     import pandas as pd
 
@@ -209,8 +221,11 @@ def plot_results(paths, out_dir=None) -> dict:
     out_dir = Path(out_dir) if out_dir else paths[0].with_name(paths[0].name.removesuffix(".jsonl") + "-figures")
     ok = stats.usable(df)
     not_drawn = df.loc[~df.index.isin(ok.index), "status"].value_counts().to_dict() if "status" in df else {}
+    measures, invariance = [], read_invariance(invariance)
     if kind == "sweep":
         written, rows, name = sweep_figures(df, out_dir), stats.correlation_table(df), "correlations"
+        if stats.zoo_columns(df):
+            measures = stats.measure_table(df, invariance=invariance)
     else:
         written, rows, name = temporal_figures(df, out_dir), stats.temporal_summary(df), "temporal_summary"
     labelled = stats.label_experiments(ok.copy())
@@ -223,11 +238,29 @@ def plot_results(paths, out_dir=None) -> dict:
     tables = [out_dir / f"{name}.csv", out_dir / f"{name}.json"]
     runs.atomic_write(tables[0], pd.DataFrame(rows).to_csv(index=False))
     runs.write_json(tables[1], rows)
+    if measures:
+        tables += [out_dir / "measures.csv", out_dir / "measures.json"]
+        runs.atomic_write(tables[-2], pd.DataFrame(measures).to_csv(index=False))
+        runs.write_json(tables[-1], measures)
     return {"kind": kind, "records": int(len(ok)), "records_read": int(df.attrs["read"]),
             "duplicates": int(df.attrs["duplicates"]), "not_drawn": {str(k): int(v) for k, v in not_drawn.items()},
             "unconverged": sum(e["unconverged"] for e in experiments), "experiments": experiments,
             "out": str(out_dir), "figures": [str(p) for p in written], "tables": [str(p) for p in tables],
-            "table": name, name: rows}
+            "table": name, name: rows, "measures": measures}
+
+
+def read_invariance(source) -> list[dict] | None:
+    """Invariance rows from ``source``: None, rows of :func:`tfflat.flatness.invariance_table`, or a JSON
+    file holding them (alone, or under ``"invariance"`` as ``tfflat flatness --invariance --out`` writes)."""
+    if source is None or isinstance(source, list):
+        return source
+    data = runs.read_json(source)
+    rows = data.get("invariance") if isinstance(data, dict) else data
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and {"measure", "invariant_layerwise",
+                                                                      "invariant_neuronwise"} <= set(r) for r in rows):
+        raise UserError(f"{source} holds no invariance table; write one with "
+                        "`tfflat flatness RUN --invariance --out FILE.json`")
+    return rows
 
 
 # ---------------------------------------------------------------- sweeps
@@ -264,6 +297,7 @@ def sweep_figures(df, out_dir) -> list[Path]:
         if cells:
             written += _grid(plt, _wrap(cells, 3), colour, name, out_dir)
     written += _overtraining(plt, cols, names, out_dir)
+    written += zoo_figures(plt, first, names, out_dir)
     written += ascent_figure(plt, first, colour, out_dir / "ascent_convergence")
     # every panel of one column (and overtraining epoch)
     for key, g in stats.groups(df, ("experiment_label", "optimizer", "overtrain")):
@@ -274,6 +308,22 @@ def sweep_figures(df, out_dir) -> list[Path]:
         name = f"sweep_{names[g['experiment_id'].iloc[0]]}_{slug(key.get('optimizer'))}" + (f"_over{over}" if over else "")
         title = _column_title(key, with_over=True) + f" — {_sizes(g)}" + ("" if over else ", zero-error epoch")
         written += _grid(plt, _wrap(panels, 3), Colour.attack(g), name, out_dir, suptitle=title, titles="none")
+    return written
+
+
+def zoo_figures(plt, cols, names, out_dir: Path) -> list[Path]:
+    """``measures_<experiment>_<optimizer>``: generalization against log10 P(f) and against every measure of
+    the zoo recorded (``flatness_<name>``, its raw value, log-scaled when it spans decades), one panel each,
+    for each column (experiment, optimizer) at its first measured epoch."""
+    written = []
+    for key, g in cols:
+        panels = [(key, g, c, "generalization") for c, _, _ in stats.predictors(g)
+                  if (c == "log10_prior" or c.startswith(stats.ZOO_PREFIX)) and _has(g, c, "generalization")]
+        if not any(c.startswith(stats.ZOO_PREFIX) for _, _, c, _ in panels):
+            continue
+        name = f"measures_{names[g['experiment_id'].iloc[0]]}_{slug(key.get('optimizer'))}"
+        title = _column_title(key) + f" — {_sizes(g)}: generalization against each flatness measure"
+        written += _grid(plt, _wrap(panels, 5), Colour.attack(g), name, out_dir, suptitle=title, titles="none")
     return written
 
 

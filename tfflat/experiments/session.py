@@ -145,7 +145,8 @@ class Session:
         return self._kernel
 
     def measure(self, model, seed: int = 0) -> tuple[dict, list[dict]]:
-        """Hessian measures and log P(f) of ``model`` now, and its sharpness at every configured ζ.
+        """Hessian measures, log P(f) and ``[flatness]``'s measures of the zoo (:func:`zoo_fields`) of
+        ``model`` now, and its sharpness at every configured ζ.
 
         f = the network's labels on S + E (on S these are the true labels once the training error is
         zero). Returns (flat dict, one flat dict per ζ); switched-off measurements are absent.
@@ -181,10 +182,31 @@ class Session:
                        ep_sweeps=r["sweeps"], ep_converged=r["converged"], seconds_prior=time.perf_counter() - t0)
             # the GP's own predicted error on E (issue 13), kept when the prior's result carries it
             out.update({k: r[k] for k in GP_FIELDS if r.get(k) is not None})
+        if exp.flatness.measures:
+            from tfflat.flatness.measures import flatness_measures, plan
+
+            settings = plan(exp.flatness.measures, seed, exp.flatness.settings, defaults=exp.zoo_defaults())
+            res = flatness_measures(model, x_s, y_s, list(settings), seed, settings, errors="record")
+            out.update(zoo_fields(res))
         return out, sharp
 
 
 GP_FIELDS = ("gp_test_error",)
+
+
+def zoo_fields(results: dict) -> dict:
+    """Results of :func:`tfflat.flatness.flatness_measures` as flat record fields: ``flatness_<name>``
+    (the value; ``None`` with ``flatness_<name>_error`` when the measure does not apply; ±inf are
+    written as the strings "inf"/"-inf", as every record's), ``flatness_<name>_seconds`` and each
+    scalar detail as ``flatness_<name>_<detail>`` (lists, tables and the settings stay out: the
+    settings are in the sidecar's config)."""
+    skip = ("value", "settings", "invariant_layerwise", "invariant_neuronwise")
+    out = {}
+    for name, r in results.items():
+        out[f"flatness_{name}"] = r["value"]
+        out.update({f"flatness_{name}_{k}": v for k, v in r.items() if k not in skip
+                    and (k == "error" or isinstance(v, (bool, int, float, np.number, np.bool_)))})
+    return out
 
 
 def sharpness_fields(r, zeta: float, seconds: float) -> dict:

@@ -1,10 +1,13 @@
 """The paper's correlation table over sweep records (coefficients: :func:`tfflat.stats.correlations`).
 
-The table pairs generalization with log10 P(f) (Figs. 3a–c, 4a–c) and with flatness
+The correlation table pairs generalization with log10 P(f) (Figs. 3a–c, 4a–c) and with flatness
 −log10 sharpness (Figs. 3d–f, 4d–f), log10 P(f) with flatness (Fig. S12), the Hessian measures
 (Fig. S9, S18–S21) when present, the PAC-Bayes bound of eq. (4) and the GP's own test error with the
-network's — per experiment, optimizer and overtraining epoch (Figs. S16–S21). Also the derived
-columns the figures plot and the experiments' labels.
+network's — per experiment, optimizer and overtraining epoch (Figs. S16–S21). The measure table
+(:func:`measure_table`) ranks every flatness measure of the zoo recorded in a sweep (``flatness_<name>``,
+:mod:`tfflat.flatness.measures`) beside log10 P(f) by Kendall's τ with generalization, plain and
+granulated over the sweep's axes (Jiang et al. 2020). Also the derived columns the figures plot and
+the experiments' labels.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import math
 
 import numpy as np
 
-from tfflat.stats import correlations
+from tfflat.stats import correlations, granulated_kendall, kendall
 
 # (x column, y column, label); the figures each pair belongs to in the comment. Generalization is the test accuracy in %, as in the figures;
 # "flatness" is −log10(sharpness), the Hessian measures likewise −log10; errors and the bound in %.
@@ -53,8 +56,8 @@ def to_float(v) -> float:
 
 def derived(df):
     """Add the plotted quantities: generalization and test error (%), flatness = −log10 sharpness,
-    −log10 of the Hessian measures, the PAC-Bayes bound and the GP's test error (%), and
-    ``experiment_label`` (:func:`label_experiments`)."""
+    −log10 of the Hessian measures, the PAC-Bayes bound and the GP's test error (%), the zoo's values
+    as numbers, and ``experiment_label`` (:func:`label_experiments`)."""
     df = label_experiments(df.copy())
     if "test_accuracy" in df:
         acc = _num(df["test_accuracy"])
@@ -72,6 +75,8 @@ def derived(df):
         df["gp_test_error_pct"] = 100.0 * _num(df["gp_test_error"])
     if "log10_prior" in df:
         df["log10_prior"] = _num(df["log10_prior"])
+    for name in zoo_columns(df):                 # the zoo's values ("inf" strings of strict JSON included)
+        df[f"{ZOO_PREFIX}{name}"] = _num(df[f"{ZOO_PREFIX}{name}"])
     return df
 
 
@@ -213,3 +218,137 @@ def temporal_summary(df) -> list[dict]:
                     row[f"{name}_after"] = _plain(after[name].iloc[0]) if len(after) else None
         rows.append(row)
     return rows
+
+
+# ---------------------------------------------------------------- the measure zoo against generalization
+ZOO_PREFIX = "flatness_"
+AXES = ("attack_size", "seed")          # a sweep's grid within one experiment, optimizer and overtraining epoch
+
+
+def zoo_columns(df) -> list[str]:
+    """The measures of the zoo recorded in ``df`` (``flatness_<name>`` columns), in the registry's order."""
+    from tfflat.flatness.measures import MEASURES
+
+    return [name for name in MEASURES if f"{ZOO_PREFIX}{name}" in df]
+
+
+# α-rescaling invariance of the sweep's own measures: P(f) depends on the function only (paper §1, App. F);
+# the sharpness and the Hessian are keskar_sharpness's and hessian_*'s of the zoo
+INVARIANCE = {"log10_prior": (True, True), "flatness": (False, False), "neg_log10_spectral_norm": (False, False),
+              "neg_log10_topk_product": (False, False)}
+
+
+def predictors(df) -> list[tuple[str, str, int]]:
+    """(column, row name, sign) of what :func:`measure_table` ranks: log10 P(f), −log10 sharpness,
+    the Hessian measures and each recorded measure of the zoo; ``sign`` orients it so that larger
+    means "predicted to generalize better" (flatter, simpler, more probable)."""
+    rows = [("log10_prior", "log10 P(f)", 1), ("flatness", "-log10 sharpness ([sharpness])", 1),
+            ("neg_log10_spectral_norm", "-log10 Hessian norm ([hessian])", 1),
+            ("neg_log10_topk_product", "-log10 Hessian top-k product", 1)]
+    out = [r for r in rows if r[0] in df]
+    return out + [(f"{ZOO_PREFIX}{name}", name, -1) for name in zoo_columns(df)]
+
+
+def measure_table(df, by=GROUPS, axes=AXES, target: str = "generalization", invariance=None) -> list[dict]:
+    """Kendall's τ of each measure with generalization, and Jiang et al.'s granulated τ over the sweep's
+    axes, per experiment, optimizer and overtraining epoch (one row per (group, measure)).
+
+    The measures are oriented as "larger predicts better generalization": ``tau`` is τ(sign · measure,
+    test accuracy) with sign −1 for every flatness measure (each grows with sharpness) and +1 for
+    log10 P(f) and the already negated −log10 sharpness, so a positive τ means the measure ranks the
+    networks as their generalization does. ``granulated_tau`` is Ψ (eq. 5) over the axes that vary
+    within the group (|A| and the seed of a sweep), ``tau_<axis>`` its ψ_i (eq. 4).
+    Also: ``n`` (points with a value), ``errors`` (records where the measure did not apply) and the
+    measure's α-rescaling invariance expected from its definition (``expected_layerwise``,
+    ``expected_neuronwise``; checked on a trained network by tests/flatness/test_invariance.py) and,
+    given ``invariance`` (rows of :func:`tfflat.flatness.invariance_table` on one of the sweep's
+    networks), the measured one (``measured_layerwise``, ``measured_neuronwise``).
+    """
+    from tfflat.flatness.measures import MEASURES
+
+    measured = {r["measure"]: r for r in (invariance or [])}
+
+    df = derived(usable(df))
+    rows = []
+    if target not in df:
+        return rows
+    for key, g in groups(df, by):
+        varying = [a for a in axes if a in g and g[a].nunique(dropna=True) > 1]
+        y = g[target].to_numpy(float)
+        for col, name, sign in predictors(g):
+            x = sign * _num(g[col]).to_numpy(float)
+            ok = np.isfinite(x) & np.isfinite(y)
+            row = {("experiment" if c == "experiment_label" else c): _plain(v) for c, v in key.items()}
+            row.update(measure=name, column=col, sign=sign, n=int(ok.sum()))
+            row["tau"], row["tau_p"] = kendall(x, y)
+            if varying:
+                gk = granulated_kendall(x[ok], y[ok], {a: g[a].to_numpy()[ok] for a in varying})
+                row["granulated_tau"] = gk["granulated_tau"]
+                row.update({f"tau_{a}": v for a, v in gk["per_axis"].items()})
+            else:
+                row["granulated_tau"] = float("nan")
+            err = f"{col}_error"
+            row["errors"] = int(g[err].notna().sum()) if err in g else 0
+            if row["errors"]:
+                row["error"] = str(g[err].dropna().iloc[0])
+            if name in MEASURES:
+                row["expected_layerwise"], row["expected_neuronwise"] = MEASURES[name].expected()
+            elif col in INVARIANCE:
+                row["expected_layerwise"], row["expected_neuronwise"] = INVARIANCE[col]
+            if name in measured:
+                row["measured_layerwise"] = bool(measured[name]["invariant_layerwise"])
+                row["measured_neuronwise"] = bool(measured[name]["invariant_neuronwise"])
+            rows.append(row)
+    return rows
+
+
+def group_title(row: dict) -> str:
+    """"FCN/MNIST, SGD" (", N overtraining epochs" when N > 0) for a row of a table."""
+    text = ", ".join(str(p) for p in (row.get("experiment"), OPTIMIZERS.get(row.get("optimizer"), row.get("optimizer")))
+                     if p)
+    over = row.get("overtrain")
+    return text + (f", over {int(over)}" if over else "")
+
+
+def format_measure_table(rows: list[dict]) -> list[str]:
+    """Text lines of :func:`measure_table`: measure | τ and granulated Ψ per group (e.g. SGD, Adam) |
+    invariant to α-rescaling layer-wise / neuron-wise — measured where the rows carry it
+    (``measured_*``: :func:`tfflat.flatness.invariance_table` on one of the sweep's networks), else the
+    registry's answer from the definition (``expected_*``), which tests/flatness/test_invariance.py
+    checks on a trained MNIST FCN."""
+    if not rows:
+        return ["(no measure table: no measured records)"]
+    titles = list(dict.fromkeys(group_title(r) for r in rows))
+    names = list(dict.fromkeys(r["measure"] for r in rows))
+    cell = {(group_title(r), r["measure"]): r for r in rows}
+    width = max(28, *(len(n) for n in names))
+    colw = max(15, *(len(t) for t in titles))
+
+    def num(v):
+        return "—" if v is None or not np.isfinite(v) else f"{v:+.3f}"
+
+    def yn(b):
+        return "—" if b is None else ("yes" if b else "no")
+
+    measured = any("measured_layerwise" in r for r in rows)
+    how = "measured on a sweep network" if measured else "expected from the definition, tested by the test suite"
+    head = f"{'measure':<{width}} " + " ".join(f"{t:>{colw}}" for t in titles) + f"  α-invariant ({how})"
+    sub = f"{'':<{width}} " + " ".join(f"{'τ / Ψ':>{colw}}" for _ in titles) + "  layer-wise neuron-wise"
+    lines = [head, sub, "-" * len(head)]
+    for name in names:
+        cells = []
+        for t in titles:
+            r = cell.get((t, name))
+            cells.append(f"{(num(r['tau']) + ' / ' + num(r['granulated_tau'])) if r else '':>{colw}}")
+        r = next((cell[(t, name)] for t in titles if (t, name) in cell), {})
+        kind = "measured" if "measured_layerwise" in r else "expected"
+        lw, nw = r.get(f"{kind}_layerwise"), r.get(f"{kind}_neuronwise")
+        note = " (expected)" if measured and kind == "expected" and lw is not None else ""
+        lines.append(f"{name:<{width}} " + " ".join(cells) + f"  {yn(lw):<10} {yn(nw)}{note}")
+    lines.append("τ: Kendall's τ of generalization with the measure oriented flat = larger (−measure; "
+                 "log10 P(f) as is); "
+                 "Ψ: Jiang et al. 2020's granulated τ over |A| and seed")
+    bad = [r for r in rows if r.get("errors")]
+    lines += [f"{group_title(r)}: {r['measure']} did not apply in {r['errors']} record(s): {r.get('error')}"
+              for r in bad]
+    return lines

@@ -25,11 +25,15 @@ def run_name(text: str) -> str:
 
 
 def tags(rec: dict, common: bool = True) -> dict[str, float]:
-    """{tag: value} of a record: :data:`SCALARS` (when ``common``) and the sharpness fields, tagged
+    """{tag: value} of a record: :data:`SCALARS` and the zoo's ``flatness_<name>`` (when ``common``) and the
+    sharpness fields, tagged
     ``log10_sharpness/zeta=0.0001`` etc. when the record has a ζ. Missing and non-finite values are left out."""
     out = {}
     suffix = "" if rec.get("zeta") is None else f"/zeta={float(rec['zeta']):g}"
-    for name in (SCALARS if common else ()) + SHARPNESS_SCALARS:
+    from tfflat.flatness.measures import MEASURES
+
+    zoo = tuple(f"flatness_{m}" for m in MEASURES) if common else ()      # [flatness] measures' values
+    for name in (SCALARS if common else ()) + zoo + SHARPNESS_SCALARS:
         v = rec.get(name)
         if v is None or isinstance(v, str):
             continue

@@ -307,7 +307,11 @@ def names(measures="all") -> list[str]:
     chosen = [m.strip() for c in chosen for m in str(c).split(",") if m.strip()]
     unknown = [m for m in chosen if m not in MEASURES]
     if unknown:
-        raise UserError(f"unknown measure(s) {', '.join(unknown)}; choose from: all, {', '.join(MEASURES)}")
+        import difflib
+
+        near = [m for u in unknown for m in difflib.get_close_matches(u, list(MEASURES), n=1)]
+        hint = f"did you mean {', '.join(near)}? " if near else ""
+        raise UserError(f"unknown measure(s) {', '.join(unknown)}; {hint}choose from: all, {', '.join(MEASURES)}")
     if not chosen:
         raise UserError("no measure chosen; name one or more, or 'all'")
     return list(dict.fromkeys(chosen))
@@ -338,6 +342,27 @@ def resolve_settings(selected: list[str], settings: dict | None) -> dict[str, di
             out[n][key] = value
     for key, value in specific.items():          # measure-specific entries win over global ones
         out[key].update(value)
+    return out
+
+
+def plan(measures="all", seed: int = 0, settings: dict | None = None, eval_batch: int | None = None,
+         defaults: dict[str, dict] | None = None) -> dict[str, dict]:
+    """The complete settings each selected measure runs with: its signature's defaults, under
+    ``defaults`` (``{measure: {setting: value}}``, e.g. Table 1's sharpness settings for a run's task),
+    under ``settings`` (as for :func:`resolve_settings`), with ``seed`` and ``eval_batch`` for the
+    measures that take them. What :func:`flatness_measures` records as each result's ``settings``."""
+    selected = names(measures)
+    per = resolve_settings(selected, settings)
+    base = resolve_settings(selected, {k: v for k, v in (defaults or {}).items() if k in selected})
+    out = {}
+    for name in selected:
+        m = MEASURES[name]
+        full = {**m.settings(), **base[name], **per[name]}
+        if "seed" in full and "seed" not in per[name]:
+            full["seed"] = int(seed)
+        if "eval_batch" in full and eval_batch is not None and per[name].get("eval_batch") is None:
+            full["eval_batch"] = int(eval_batch)
+        out[name] = full
     return out
 
 
@@ -374,27 +399,20 @@ def flatness_measures(model, x, y=None, measures="all", seed: int = 0, settings:
     from tfflat.data.arrays import as_arrays
     from tfflat.flatness.landscape import logit_network
 
-    selected = names(measures)
-    per = resolve_settings(selected, {**(settings or {}), **more})
+    planned = plan(measures, seed, {**(settings or {}), **more}, eval_batch)
     x, y = as_arrays(x, y, model=model)
     _, model = logit_network(model, x, head)
     out = {}
-    for name in selected:
+    for name, used in planned.items():
         m = MEASURES[name]
-        defaults = m.settings()
-        kwargs = dict(per[name])
-        if "seed" in defaults:
-            kwargs.setdefault("seed", int(seed))
-        if "eval_batch" in defaults and eval_batch is not None:
-            kwargs.setdefault("eval_batch", eval_batch)
         t0 = time.perf_counter()
         try:
-            result = m.compute(model, x, y, **kwargs)
+            result = m.compute(model, x, y, **used)
         except UserError as exc:
             if errors == "raise":
                 raise
             result = {"value": None, "error": str(exc)}
-        value, used = result["value"], {**defaults, **kwargs}
+        value = result["value"]
         layerwise, neuronwise = m.expected(used)
         result = {"value": None if value is None else float(value),
                   **{k: v for k, v in result.items() if k != "value"},
@@ -409,3 +427,38 @@ def flatness_measures(model, x, y=None, measures="all", seed: int = 0, settings:
 def measure_info(measures="all") -> dict:
     """The registry's metadata for the selected measures: paper, definition, expected invariance, settings."""
     return {name: MEASURES[name].info() for name in names(measures)}
+
+
+def finite(v):
+    """``v`` (nested dicts, lists, numpy scalars) with every non-finite number replaced by ``None``."""
+    if isinstance(v, dict):
+        return {str(k): finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [finite(x) for x in v]
+    if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):        # numpy arrays and scalars
+        v = v.tolist()
+        if isinstance(v, list):
+            return finite(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def strict(results: dict) -> dict:
+    """``results`` of :func:`flatness_measures` as strict JSON (:func:`finite`); a measure whose value is
+    not finite, or that did not apply, says why in ``reason``."""
+    out = {}
+    for name, res in results.items():
+        rec = finite(res)
+        value = res.get("value")
+        if value is not None and not math.isfinite(float(value)):
+            why = NONFINITE.get(name, "")
+            rec["reason"] = f"value is {float(value)}, not a number JSON can hold" + (f": {why}" if why else "")
+        elif value is None and res.get("error"):
+            rec["reason"] = res["error"]
+        out[name] = rec
+    return out
+
+
+NONFINITE = {"hessian_log10_top_product": "no positive eigenvalue among the top k (log10 of an empty product)",
+             "spectral_norm_product": "the product of the kernels' norms overflows"}

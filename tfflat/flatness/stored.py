@@ -141,11 +141,92 @@ RESULT_KEYS = {"sharpness": ("sharpness", "log10_sharpness", "loss", "max_loss",
                            "loss", "matvecs", "seconds")}
 
 
-def same(stored: dict | None, settings: dict, fingerprint: str) -> bool:
+def same(stored: dict | None, settings: dict, fingerprint: str, required=None) -> bool:
     """A complete stored entry computed with these settings on these very weights (an incomplete one is
-    measured again)."""
+    measured again). ``required``: the keys a complete entry holds (default: those of ``sharpness`` or
+    ``hessian``, told apart by their settings)."""
     if not isinstance(stored, dict) or not isinstance(stored.get("settings"), dict):
         return False
-    measure = "hessian" if "eigenvalues" in stored or "top_k" in settings else "sharpness"
-    return stored.get("weights_sha1") == fingerprint and all(k in stored for k in RESULT_KEYS[measure]) and all(
+    if required is None:
+        required = RESULT_KEYS["hessian" if "eigenvalues" in stored or "top_k" in settings else "sharpness"]
+    return stored.get("weights_sha1") == fingerprint and all(k in stored for k in required) and all(
         stored["settings"].get(k) == v for k, v in settings.items())
+
+
+def zoo_defaults_of_run(run) -> dict[str, dict]:
+    """The zoo's settings a run implies: Table 1's sharpness settings for its task and model (the
+    ``keskar_sharpness`` entry), as :func:`sharpness_of_run` uses; none without a Table 1 row."""
+    from tfflat.errors import UserError
+    from tfflat.flatness.sharpness import table1
+
+    config = run.meta["config"]
+    try:
+        return {"keskar_sharpness": table1(config["dataset"], config["model"])}
+    except UserError:
+        return {}
+
+
+def flatness_measures_of_run(run, measures="all", seed: int = 0, settings: dict | None = None, *,
+                             eval_batch: int | None = None, errors: str = "record", force: bool = False,
+                             save: bool = True, callback: Callable[[str, dict], None] | None = None) -> dict:
+    """Measures of the zoo (:func:`tfflat.flatness.flatness_measures`) of a run's network on its S,
+    cached per measure in ``RUN/flatness.json`` under ``"measures"``.
+
+    Args:
+      run: a run directory or :class:`tfflat.runs.Run`.
+      measures, seed, settings, eval_batch, errors: as for :func:`~tfflat.flatness.flatness_measures`;
+        ``keskar_sharpness`` defaults to Table 1's settings for the run's task and model.
+      force: recompute even the measures ``RUN/flatness.json`` holds for these settings and weights.
+      save: write each result into ``RUN/flatness.json`` as soon as it is computed (an interrupted
+        call keeps what it finished; a rerun computes only the rest).
+      callback: ``callback(name, record)`` after each measure, computed or read back.
+    Returns:
+      ``{"measures": {name: record}, "file": path or None}`` in the order asked; each record is the
+      measure's result as strict JSON (:func:`~tfflat.flatness.measures.strict`: non-finite numbers are
+      ``null``, with a ``reason``) with ``weights_sha1``, ``computed``, ``versions`` and ``stored``
+      (True when read back from the file).
+    """
+    from tfflat import runs
+    from tfflat.flatness.measures import flatness_measures, plan, strict
+
+    run = _load(run)
+    planned = plan(measures, seed, settings, eval_batch, defaults=zoo_defaults_of_run(run))
+    fingerprint = weights_hash(run.model)
+    cached = read(run.path).get("measures", {}) if not force else {}
+    file = str(path_of(run.path)) if save else None
+
+    def key(s):                  # what decides the value (the chunk size only the speed), as JSON reads back
+        return {k: v for k, v in runs._jsonable(s).items() if k != "eval_batch"}
+
+    done = {name: {**cached[name], "stored": True} for name, used in planned.items()
+            if same(cached.get(name), key(used), fingerprint, required=("value",))}
+    for name in planned:
+        if name in done and callback is not None:
+            callback(name, done[name])
+
+    def finished(name, res):
+        record = {**strict({name: res})[name], **provenance(fingerprint)}
+        if save:
+            write(run.path, "measures", record, name)
+        done[name] = {**record, "stored": False}
+        if callback is not None:
+            callback(name, done[name])
+
+    todo = [name for name in planned if name not in done]
+    if todo:
+        flatness_measures(run.model, run.splits.x_train, run.splits.y_train, todo, seed,
+                          {name: planned[name] for name in todo}, errors=errors, callback=finished)
+    return {"measures": {name: done[name] for name in planned}, "file": file}
+
+
+def invariance_of_run(run, measures="all", seed: int = 0, settings: dict | None = None, **options) -> list[dict]:
+    """:func:`tfflat.flatness.invariance_table` of a run's network on its S, with the settings
+    :func:`flatness_measures_of_run` uses (``options``: ``alphas``, ``layers``, ``rtol``, ``eval_batch``,
+    ``callback``). Not cached: it measures rescaled copies, not the run's network."""
+    from tfflat.flatness.invariance import invariance_table
+    from tfflat.flatness.measures import plan
+
+    run = _load(run)
+    planned = plan(measures, seed, settings, options.get("eval_batch"), defaults=zoo_defaults_of_run(run))
+    return invariance_table(run.model, run.splits.x_train, run.splits.y_train, list(planned), seed=seed,
+                            settings=planned, **options)
