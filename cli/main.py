@@ -25,6 +25,7 @@ COMMANDS = {
     "prior": "prior:prior",
     "boolean": "boolean:boolean",
     "sweep": "experiments:sweep",
+    "merge": "shards:merge",
     "temporal": "experiments:temporal",
     "plot": "plot:plot",
 }
