@@ -36,6 +36,7 @@ class TrainConfig:
     stop_on: str = STOP_ON[0]
     bits: int = defaults.BOOLEAN_BITS     # boolean task only
     target: str = "random"                # boolean task only
+    precision: str = "float32"            # training only (mixed_bfloat16, mixed_float16); measures are float32
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -66,13 +67,15 @@ def model_spec(config: TrainConfig, input_shape) -> dict:
                              sigma_b=config.sigma_b, bn_momentum=config.bn_momentum)
 
 
-def fit(model, splits, config: TrainConfig, *, callback: Callable | None = None, trainer=None):
-    """Train ``model`` on ``splits`` as ``config`` says (:func:`tfflat.training.train`); returns its result."""
+def fit(model, splits, config: TrainConfig, *, callback: Callable | None = None, trainer=None, strategy=None):
+    """Train ``model`` on ``splits`` as ``config`` says (:func:`tfflat.training.train`), on ``strategy``'s
+    devices (:mod:`tfflat.devices`; default one device); returns its result."""
     from tfflat.training import train
 
     return train(model, splits, config.optimizer, learning_rate=config.learning_rate, opt_args=config.opt_args,
                  batch_size=config.batch_size, max_epochs=config.max_epochs, overtrain=config.overtrain,
-                 stop_on=config.stop_on, seed=config.seed, callback=callback, trainer=trainer)
+                 stop_on=config.stop_on, seed=config.seed, callback=callback, trainer=trainer,
+                 strategy=strategy, precision=config.precision)
 
 
 def prepare(config: TrainConfig, task=None):
@@ -89,8 +92,9 @@ def prepare(config: TrainConfig, task=None):
 
 
 def train_run(config: TrainConfig, out=None, *, task=None, callback: Callable | None = None,
-              raise_incomplete: bool = True):
+              raise_incomplete: bool = True, strategy=None):
     """Train one network as ``config`` says; save it to ``out`` (if given) and return (model, meta).
+    ``strategy``: the devices (:mod:`tfflat.devices`), recorded in ``meta["devices"]``.
 
     Raises :class:`IncompleteError` (after saving) when ``max_epochs`` passes without zero error.
     """
@@ -101,7 +105,10 @@ def train_run(config: TrainConfig, out=None, *, task=None, callback: Callable | 
         runs.ensure_dir(out)
     task, spec, splits = prepare(config, task)
     model = models.build(spec, seed=config.seed)
-    result = fit(model, splits, config, callback=callback)
+    from tfflat import devices
+
+    strategy = None if strategy is None else devices.strategy(strategy)
+    result = fit(model, splits, config, callback=callback, strategy=strategy)
     zero = result.zero_error_epoch
     at_zero = result.history[zero] if zero is not None else None
     meta = {
@@ -121,6 +128,7 @@ def train_run(config: TrainConfig, out=None, *, task=None, callback: Callable | 
         "test_accuracy": result.final["acc_E"],
         "test_accuracy_at_zero_error": at_zero["acc_E"] if at_zero else None,
         "history": result.history,
+        "devices": devices.describe(strategy),
     }
     if out is not None:
         runs.save(out, model, meta)
