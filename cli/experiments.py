@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .devices import devices_option, scope
 from .output import Progress, emit
 
 CONFIG_HELP = "TOML config (see configs/: one per figure of the paper)."
@@ -24,10 +25,12 @@ def _load(config, quick, data_dir):
               help="Local data files; overrides the config's data_dir (default: tensorflow-datasets).")
 @click.option("--shard", default=None, metavar="I/N", help="Run only the I-th of N interleaved shares (1-based).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-              help="Worker processes on this machine (CPU threads are split between them).")
+              help="Worker processes on this machine (CPU threads are split between them; with GPUs each is "
+                   "pinned to one, round robin: --workers N for N GPUs).")
+@devices_option
 @click.option("--quick", is_flag=True, help="Apply the config's [quick] section (small sizes, minutes on a laptop).")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
-def sweep(config, out, data_dir, shard, workers, quick, as_json):
+def sweep(config, out, data_dir, shard, workers, devices, quick, as_json):
     """Attack-set sweep: train every (optimizer, |A|, seed) point to zero error and measure
     sharpness, Hessian measures and log P(f) there (Figs. 3, 4, S9, S16–S24)."""
     from tfflat.experiments import results
@@ -46,12 +49,14 @@ def sweep(config, out, data_dir, shard, workers, quick, as_json):
         bar.update(done, info)
 
     try:
-        s = sw.run(exp, out, shard_spec, workers=workers, progress=progress)
+        with scope(devices):          # this process (workers = 1, or the kernel before the workers start)
+            s = sw.run(exp, out, shard_spec, workers=workers, progress=progress, devices=devices)
     finally:
         bar.close()
     emit(s, as_json, [
         f"{s['points']} points{f' (shard {shard})' if shard else ''}: {s['skipped']} already done, "
-        f"{s['run']} run in {s['seconds']:.1f}s with {s['workers']} worker(s)",
+        f"{s['run']} run in {s['seconds']:.1f}s with {s['workers']} worker(s)"
+        + (f" on GPU(s) {', '.join(map(str, s['pinned']))}" if any(s.get("pinned") or []) else ""),
         f"results: {out} ({s['records']} records)",
         f"figures and correlations: tfflat plot {out}"])
 

@@ -34,7 +34,7 @@ COMMANDS = {
 # Library errors name Python parameters in backticks (`zeta`); each maps to the command's option of the
 # same name (`batch_size` -> --batch-size) unless listed here.
 PARAM_FLAGS = {
-    "prior": {"seed": "--kernel-seed", "cache_dir": "--kernel-cache"},
+    "prior": {"seed": "--kernel-seed", "cache_dir": "--kernel-cache", "init": "--kernel-init"},
     "rescale": {"units": "--neuron-wise"},
 }
 

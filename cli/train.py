@@ -8,6 +8,7 @@ from tfflat.data import TASKS
 from tfflat.training.optimizers import NAMES, parse_opt_args
 from tfflat.training.run import STOP_ON, TrainConfig
 
+from .devices import devices_option, precision_option, scope
 from .output import Progress, emit
 
 DEFAULT = TrainConfig()         # every default of `tfflat train` is the library's
@@ -38,9 +39,11 @@ DEFAULT = TrainConfig()         # every default of `tfflat train` is the library
 @click.option("--bits", type=int, default=DEFAULT.bits, show_default=True, help="boolean: n.")
 @click.option("--target", default=DEFAULT.target, show_default=True,
               help="boolean: 'random' (from --data-seed), a bit string or a hex key.")
+@precision_option
+@devices_option
 @click.option("--out", type=click.Path(), required=True, help="Run directory to create.")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
-def train(out, as_json, opt_arg, **options):
+def train(out, as_json, opt_arg, devices, **options):
     """Train a network on S ∪ A until zero error on S; save RUN/model.keras and RUN/run.json."""
     from tfflat.training.run import train_run
 
@@ -51,7 +54,8 @@ def train(out, as_json, opt_arg, **options):
         bar.update(epoch, f"loss {rec['loss']:.4f} acc S {rec['acc_S']:.3f} E {rec['acc_E'] or 0:.3f}")
 
     try:
-        _, meta, _ = train_run(config, out, callback=progress)
+        with scope(devices):
+            _, meta, _ = train_run(config, out, callback=progress)
     finally:
         bar.close()
     summary = {"zero_error_epoch": meta["zero_error_epoch"], "train_accuracy": meta["train_accuracy"],

@@ -1,7 +1,8 @@
 """Where the work runs: the one ``devices=`` / ``strategy=`` option of the library and ``--devices`` of
 the CLI (issue 17).
 
-A device spec is one of
+A device spec is one of (``None``, the library's default: the strategy whose ``scope()`` the caller is
+in, else ``"auto"``)
 
 * ``"auto"`` (the default): every visible GPU, else the CPU;
 * ``"cpu"``: the CPU only (GPUs are hidden from TensorFlow);
@@ -176,14 +177,17 @@ def _hide_gpus_except(ids) -> bool:
         return False
 
 
-def strategy(spec=AUTO):
-    """The ``tf.distribute`` strategy for ``spec``: a given strategy as is; ``MirroredStrategy`` with one
-    replica per device for several devices; else the default strategy (today's one-device code path),
-    or a ``OneDeviceStrategy`` for a single device that is not TensorFlow's default one."""
+def strategy(spec=None):
+    """The ``tf.distribute`` strategy for ``spec``: a given strategy as is; ``None``: the strategy whose
+    ``scope()`` the caller is in, else ``"auto"``; ``MirroredStrategy`` with one replica per device for
+    several devices; else the default strategy (today's one-device code path), or a
+    ``OneDeviceStrategy`` for a single device that is not TensorFlow's default one."""
     import tensorflow as tf
 
     if isinstance(spec, tf.distribute.Strategy):
         return spec
+    if spec is None and tf.distribute.has_strategy():
+        return tf.distribute.get_strategy()
     dev = configure(spec)
     if dev.replicas > 1:
         return tf.distribute.MirroredStrategy(dev.names)
@@ -199,6 +203,15 @@ def _gpus_visible() -> bool:
     import tensorflow as tf
 
     return bool(tf.config.get_visible_devices("GPU"))
+
+
+def scope(spec=None):
+    """A context in which the library's ``strategy=None`` means ``spec``'s strategy (its ``scope()``; a
+    no-op for the default strategy). The CLI runs each command's library call in it."""
+    import contextlib
+
+    strat = strategy(spec)
+    return contextlib.nullcontext() if is_default(strat) else strat.scope()
 
 
 def is_default(strat) -> bool:

@@ -166,7 +166,7 @@ def problem(model, x, y, eval_batch: int | None = None, head=None, strategy=None
     tmpl, functions = _template(net, head.linear())
     from tfflat import devices
 
-    strategy = None if strategy is None else devices.strategy(strategy)
+    strategy = devices.strategy(strategy)
     return Problem(
         template=tmpl, functions=functions,
         w0=[tf.constant(v.numpy()) for v in net.trainable_variables],

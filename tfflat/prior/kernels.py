@@ -546,8 +546,8 @@ def empirical_kernel(x, model, samples: int | None = None, *, sigma_w: float, si
         the authors' eval mode) or ``"batch"`` (each forward batch normalised by its own statistics,
         :func:`batch_statistics`; an input's features then depend on the other inputs of its batch —
         fixed, equal batches of at most ``batch_size`` in input order, so the kernel is reproducible).
-      strategy: a ``tf.distribute`` strategy or a device spec (:mod:`tfflat.devices`; ``None`` = the
-        default strategy): with several replicas the forward batches are sharded over the devices (one
+      strategy: a ``tf.distribute`` strategy or a device spec (:mod:`tfflat.devices`; ``None``: the
+        caller's strategy scope, else all visible GPUs, else the CPU): with several replicas the forward batches are sharded over the devices (one
         batch per replica at a time, the features gathered in input order), the same numbers as on one
         device up to float rounding. Where the features run on a GPU, Σ hhᵀ is accumulated there in float64.
       progress: ``progress(done, total)`` after every initialisation.
@@ -574,7 +574,7 @@ def empirical_kernel(x, model, samples: int | None = None, *, sigma_w: float, si
     m_total = max(1, round(defaults.EMPIRICAL_KERNEL_FRACTION * n)) if samples is None else int(samples)
     if m_total < 1:
         raise UserError(f"the empirical kernel needs at least one sample (`samples`), got {samples}")
-    strat = None if strategy is None else devices.strategy(strategy)
+    strat = devices.strategy(strategy)
     sharded = not devices.is_default(strat)
     given = isinstance(model, keras.layers.Layer)
     model_fn = None if given else model

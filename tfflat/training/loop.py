@@ -60,7 +60,8 @@ class Trainer:
         sigmoid CE of one logit).
       strategy: a ``tf.distribute`` strategy or device spec (:mod:`tfflat.devices`): with several
         replicas the epoch runs on all of them (:mod:`tfflat.training.replicas`: the one-device steps up
-        to float rounding); ``None`` or the default strategy: this one-device code path.
+        to float rounding); one device (the default strategy): this one-device code path. ``None``: the
+        strategy whose scope the caller is in, else all visible GPUs, else the CPU (``"auto"``).
       precision: ``"float32"`` (default), ``"mixed_bfloat16"`` or ``"mixed_float16"`` (loss scaling): the
         layers but the output compute in that precision; weights, evaluation and measures stay float32.
     """
@@ -80,7 +81,7 @@ class Trainer:
         if bs < 1:
             raise UserError(f"--batch-size must be ≥ 1, got {batch_size}")
         bs = min(bs, n)
-        strategy = None if strategy is None else devices.strategy(strategy)
+        strategy = devices.strategy(strategy)
         replicated = not devices.is_default(strategy)
         self.precision = replicas.check_precision(precision)
         self.strategy = strategy if replicated else None

@@ -107,7 +107,7 @@ def train_run(config: TrainConfig, out=None, *, task=None, callback: Callable | 
     model = models.build(spec, seed=config.seed)
     from tfflat import devices
 
-    strategy = None if strategy is None else devices.strategy(strategy)
+    strategy = devices.strategy(strategy)
     result = fit(model, splits, config, callback=callback, strategy=strategy)
     zero = result.zero_error_epoch
     at_zero = result.history[zero] if zero is not None else None
