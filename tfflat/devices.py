@@ -231,8 +231,8 @@ def describe(strat) -> dict:
 
         gpus = tf.config.get_visible_devices("GPU") if nvidia_present() else []
         return {"strategy": "default", "replicas": 1, "devices": ["/gpu:0" if gpus else "/cpu:0"]}
-    devices = list(getattr(strat.extended, "worker_devices", ()) or ())
-    return {"strategy": type(strat).__name__, "replicas": replicas(strat), "devices": devices}
+    return {"strategy": type(strat).__name__, "replicas": replicas(strat),
+            "devices": list(strat.extended.worker_devices)}
 
 
 # ---- sweeps: one worker per GPU ---------------------------------------------------------------------

@@ -505,14 +505,13 @@ def _gpu_device(strategy) -> str | None:
     """The first device of ``strategy`` when it is a GPU (where the float64 accumulation then runs)."""
     import tensorflow as tf
 
-    if strategy is None:
+    from tfflat import devices
+
+    if devices.is_default(strategy):                 # TensorFlow's default device
         gpus = tf.config.list_logical_devices("GPU")
         return gpus[0].name if gpus else None
-    devices = list(getattr(strategy.extended, "worker_devices", ()) or ())
-    if not devices:                                   # the default strategy: TensorFlow's default device
-        gpus = tf.config.list_logical_devices("GPU")
-        return gpus[0].name if gpus else None
-    return devices[0] if "GPU" in devices[0].upper().split("/")[-1] else None
+    first = list(strategy.extended.worker_devices)[0]
+    return first if "GPU" in first.upper().split("/")[-1] else None
 
 
 def empirical_kernel(x, model, samples: int | None = None, *, sigma_w: float, sigma_b: float, seed: int = 0,
