@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from tfflat.errors import UserError
 
 AUTO = "auto"
+_MIRRORED: dict = {}
 SPEC_HELP = "auto (all visible GPUs, else the CPU), cpu, gpu, gpu:0,1, or a number of GPUs"
 
 
@@ -189,8 +190,10 @@ def strategy(spec=None):
     if spec is None and tf.distribute.has_strategy():
         return tf.distribute.get_strategy()
     dev = configure(spec)
-    if dev.replicas > 1:
-        return tf.distribute.MirroredStrategy(dev.names)
+    if dev.replicas > 1:       # one strategy per device set, reused by every call (its variables and functions)
+        if dev not in _MIRRORED:
+            _MIRRORED[dev] = tf.distribute.MirroredStrategy(dev.names)
+        return _MIRRORED[dev]
     on_default = dev.ids == (0,) and (dev.kind == "gpu" or not _gpus_visible())
     if on_default:
         return tf.distribute.get_strategy()      # the default (or the caller's, inside a strategy scope)
