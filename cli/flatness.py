@@ -13,6 +13,7 @@ import click
 
 from tfflat import defaults
 
+from .devices import devices_option, scope
 from .inputs import check_out, data_options, echo_warnings, open_inputs, write_out
 from .output import Progress, emit
 
@@ -32,10 +33,11 @@ from .output import Progress, emit
               help="L-BFGS-B iterations (lbfgsb).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Minibatch order of the ascent (sgd).")
 @click.option("--force", is_flag=True, help="Recompute even if RUN/flatness.json holds this result.")
+@devices_option
 @click.option("--out", type=click.Path(), default=None, help="Also write the result as JSON to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
 def sharpness(model, data_file, dataset, data_dir, train_size, test_size, data_seed, head, method, zeta, lr, epochs,
-              batch_size, track, maxiter, seed, force, out, as_json):
+              batch_size, track, maxiter, seed, force, devices, out, as_json):
     """Keskar sharpness of MODEL on its training set S (Def. 2.1; Table 1 defaults).
 
     100 · (max over the box |Δw_i| ≤ ζ(|w_i|+1) of L(w+Δw) − L(w)) / (1 + L(w)), L the mean
@@ -57,7 +59,7 @@ def sharpness(model, data_file, dataset, data_dir, train_size, test_size, data_s
     bar = Progress(f"sharpness ({method})", None, "epochs" if method == "sgd" else "iterations")
     callback = (lambda done, best: bar.update(done, f"max loss {best:.6g}")) if bar.enabled else None
     try:
-        with echo_warnings():
+        with echo_warnings(), scope(devices):
             if inputs.arrays is None:
                 record = sharpness_of_run(inputs.opened.run, method, force=force, callback=callback, **given)
             else:
@@ -98,10 +100,11 @@ def sharpness(model, data_file, dataset, data_dir, train_size, test_size, data_s
               help="Rademacher probes of the Hutchinson trace estimate (0: skip).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Lanczos start vectors and probes.")
 @click.option("--force", is_flag=True, help="Recompute even if RUN/flatness.json holds this result.")
+@devices_option
 @click.option("--out", type=click.Path(), default=None, help="Also write the result as JSON to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
 def hessian(model, data_file, dataset, data_dir, train_size, test_size, data_seed, head, top_k, probes, seed, force,
-            out, as_json):
+            devices, out, as_json):
     """Hessian of the loss on S at MODEL's weights: top-k eigenvalues, spectral norm, trace (App. E).
 
     Computed from Hessian-vector products (the Hessian is never formed), the network in inference
@@ -114,7 +117,7 @@ def hessian(model, data_file, dataset, data_dir, train_size, test_size, data_see
     bar = Progress("hessian", None, "Hessian-vector products")
     callback = bar.update if bar.enabled else None
     try:
-        with echo_warnings():
+        with echo_warnings(), scope(devices):
             if inputs.arrays is None:
                 record = hessian_of_run(inputs.opened.run, top_k, probes, seed, force=force, callback=callback)
             else:

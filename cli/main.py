@@ -26,6 +26,7 @@ COMMANDS = {
     "prior": "prior:prior",
     "boolean": "boolean:boolean",
     "sweep": "experiments:sweep",
+    "merge": "shards:merge",
     "temporal": "experiments:temporal",
     "plot": "plot:plot",
 }
@@ -35,7 +36,7 @@ COMMANDS = {
 # same name (`batch_size` -> --batch-size) unless listed here.
 PARAM_FLAGS = {
     "train": {"opt_args": "--opt-arg", "checkpoint_seconds": "--checkpoint-minutes"},
-    "prior": {"seed": "--kernel-seed", "cache_dir": "--kernel-cache"},
+    "prior": {"seed": "--kernel-seed", "cache_dir": "--kernel-cache", "init": "--kernel-init"},
     "rescale": {"units": "--neuron-wise"},
 }
 

@@ -9,6 +9,7 @@ import click
 
 from tfflat import defaults
 
+from .devices import devices_option, scope
 from .inputs import check_out, data_options, echo_warnings, open_inputs, write_out
 from .output import Progress, emit
 
@@ -56,11 +57,17 @@ def _load_array(path: str, what: str):
 @click.option("--max-sweeps", type=int, default=None, help="Cap on EP sweeps [default: 100].")
 @click.option("--delta", type=float, default=defaults.PAC_BAYES_DELTA, show_default=True,
               help="δ of the PAC-Bayes bound (eq. 4).")
+@click.option("--kernel-init", type=click.Choice(["default", "model", "he"]), default="default", show_default=True,
+              help="Empirical kernel samples: he = He-normal weights, fresh BatchNorm (the authors' ResNet50 kernel; "
+                   "the default for tfflat's ResNet50 runs), model = the model's own initialisers (default otherwise).")
+@click.option("--batchnorm", type=click.Choice(["inference", "batch"]), default="inference", show_default=True,
+              help="Empirical kernel: BatchNorm on its moving statistics (eval mode) or on each batch's statistics.")
+@devices_option
 @click.option("--out", type=click.Path(), default=None, help="Also write the result as JSON to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
 def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed, head, kernel_file, labels_file,
           likelihood, kernel, kernel_cache, samples, kernel_seed, feature_layer, sigma_w, sigma_b, method, tol,
-          max_sweeps, delta, out, as_json):
+          max_sweeps, delta, kernel_init, batchnorm, devices, out, as_json):
     """log P(f) of a trained network's function on S + E (true labels on S, its predictions on E).
 
     \b
@@ -88,8 +95,9 @@ def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed,
             bar.update(done, f"ln Z {value:.6g}")
 
     where, kind = None, None
+    sampling = {"batchnorm": batchnorm, **({} if kernel_init == "default" else {"init": kernel_init})}
     try:
-        with echo_warnings():
+        with echo_warnings(), scope(devices):
             if model is not None:
                 from tfflat.prior import log_prior_of_model, log_prior_of_run
 
@@ -100,7 +108,7 @@ def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed,
                                         "kernel (use --kernel)")
                     out_rec = log_prior_of_run(inputs.opened.run, kernel, likelihood, cache_dir=kernel_cache, delta=delta,
                                                method=method, tol=tol, max_sweeps=max_sweeps, samples=samples,
-                                               seed=kernel_seed, save=True, progress=progress)
+                                               seed=kernel_seed, save=True, progress=progress, **sampling)
                     where = out_rec["file"]
                 else:
                     a = inputs.arrays
@@ -109,7 +117,7 @@ def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed,
                                                  feature_layer=feature_layer, sigma_w=sigma_w, sigma_b=sigma_b,
                                                  samples=samples, seed=kernel_seed, cache_dir=kernel_cache,
                                                  delta=delta, method=method, tol=tol, max_sweeps=max_sweeps,
-                                                 progress=progress)
+                                                 progress=progress, **sampling)
                 kind = out_rec["kernel"]["kind"]
             else:
                 from tfflat.prior import log_prior

@@ -11,6 +11,7 @@ from tfflat.training.checkpoint import EVERY_SECONDS
 from tfflat.training.optimizers import NAMES, parse_opt_args
 from tfflat.training.run import STOP_ON, TrainConfig
 
+from .devices import devices_option, precision_option, scope
 from .output import Progress, emit
 
 DEFAULT = TrainConfig()         # every default of `tfflat train` is the library's
@@ -42,6 +43,8 @@ CHECKPOINT_MINUTES = EVERY_SECONDS / 60
 @click.option("--bits", type=int, default=DEFAULT.bits, show_default=True, help="boolean: n.")
 @click.option("--target", default=DEFAULT.target, show_default=True,
               help="boolean: 'random' (from --data-seed), a bit string or a hex key.")
+@precision_option
+@devices_option
 @click.option("--out", type=click.Path(), required=True,
               help="Run directory: new, or the same one to resume an interrupted run of the same options.")
 @click.option("--force", is_flag=True,
@@ -51,7 +54,7 @@ CHECKPOINT_MINUTES = EVERY_SECONDS / 60
 @click.option("--checkpoint-minutes", type=float, default=CHECKPOINT_MINUTES, show_default=True,
               help="Checkpoint every this many minutes of training.")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
-def train(out, force, checkpoint_every, checkpoint_minutes, as_json, opt_arg, **options):
+def train(out, force, checkpoint_every, checkpoint_minutes, as_json, opt_arg, devices, **options):
     """Train a network on S ∪ A until zero error on S; save RUN/model.keras and RUN/run.json.
 
     Checkpoints RUN/train-checkpoint.npz while it trains: the same command rerun after an
@@ -72,8 +75,9 @@ def train(out, force, checkpoint_every, checkpoint_minutes, as_json, opt_arg, **
         raise UserError(f"--checkpoint-minutes must be a positive number, got {checkpoint_minutes}")
     seconds = checkpoint_minutes * 60.0
     try:
-        _, meta, _ = train_run(config, out, callback=progress, force=force, checkpoint_every=checkpoint_every,
-                               checkpoint_seconds=seconds)
+        with scope(devices):
+            _, meta, _ = train_run(config, out, callback=progress, force=force, checkpoint_every=checkpoint_every,
+                                   checkpoint_seconds=seconds)
     finally:
         bar.close()
     summary = {"zero_error_epoch": meta["zero_error_epoch"], "train_accuracy": meta["train_accuracy"],

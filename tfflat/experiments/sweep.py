@@ -10,9 +10,11 @@ seed, overtraining epoch), and keeps the sharpness ascent's convergence: ``sharp
 ``corner_sharpness``, the losses and the ``ascent_trace`` (Fig. S10). With ``attack_resample`` each
 seed of an |A| trains on its own A (recorded in the sidecar).
 
-Parallelism: ``shard=(i, n)`` runs every n-th point (cluster job arrays); ``workers=k`` starts k
-worker processes on this machine that take points from a queue (each keeps its TensorFlow, data,
-kernel and compiled training steps for all its points).
+Parallelism: ``shard=(i, n)`` runs every n-th point (cluster job arrays; :mod:`tfflat.experiments.shards`
+merges their files); ``workers=k`` starts k worker processes on this machine that take points from a
+queue (each keeps its TensorFlow, data, kernel and compiled training steps for all its points). With
+GPUs, worker i is pinned to one GPU (``CUDA_VISIBLE_DEVICES``, round robin over ``devices``: one worker
+per GPU when k equals their number; :func:`tfflat.devices.worker_env`), memory growth on.
 """
 
 from __future__ import annotations
@@ -178,8 +180,10 @@ def _accuracies(rec: dict) -> dict:
 
 # ---------------------------------------------------------------- the whole sweep
 def run(exp, out, shard_spec: tuple[int, int] = (1, 1), workers: int = 1, task=None,
-        progress: Callable[[int, int, str], None] | None = None, tensorboard: str | None = None) -> dict:
+        progress: Callable[[int, int, str], None] | None = None, tensorboard: str | None = None,
+        devices=None) -> dict:
     """Run (or resume) the sweep's share ``shard_spec`` with ``workers`` processes; append to ``out``.
+    ``devices``: the GPUs the workers are pinned to (a :mod:`tfflat.devices` spec; default all visible).
 
     With ``tensorboard`` (a folder), every record made now is also written as TensorBoard scalars
     (:mod:`tfflat.experiments.tensorboard`; each worker writes its own event files).
@@ -223,7 +227,8 @@ def run(exp, out, shard_spec: tuple[int, int] = (1, 1), workers: int = 1, task=N
                 from tfflat.experiments.session import Session
 
                 Session(exp, task, kernel_cache=results.kernel_cache(out)).kernel()
-            _run_workers(exp, out, pending, workers, summary["skipped"], len(share), progress, tensorboard)
+            summary["pinned"] = _run_workers(exp, out, pending, workers, summary["skipped"], len(share), progress,
+                                             tensorboard, devices)
     summary["records"] = len(results.finished_keys(out))
     summary["seconds"] = time.perf_counter() - t0
     return summary
@@ -245,18 +250,23 @@ def _die_with_parent() -> None:
 
 
 def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total: int, progress,
-                 tensorboard: str | None = None) -> None:
+                 tensorboard: str | None = None, devices=None) -> list:
     """Feed ``pending`` points to ``workers`` child processes, preferring a child's last (optimizer, |A|)
-    so each compiles few training steps. Threads are split evenly between the children."""
+    so each compiles few training steps. Threads are split evenly between the children; with GPUs each
+    child is pinned to one (:func:`tfflat.devices.worker_env`). Returns each child's CUDA_VISIBLE_DEVICES."""
+    from tfflat import devices as dev
+
     cores = os.cpu_count() or 1
     threads = str(max(1, cores // workers))
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS=threads,
                OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads, TF_CPP_MIN_LOG_LEVEL="3")
+    pins = [dev.worker_env(i, workers, devices) for i in range(workers)]
     cmd = [sys.executable, "-m", "tfflat.experiments.sweep", str(out), str(exp.path or ""), str(tensorboard or "")]
     logs = [tempfile.TemporaryFile("w+") for _ in range(workers)]   # TensorFlow's start-up chatter, errors
-    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
-                              bufsize=1, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-             for log in logs]
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env={**env, **pin},
+                              text=True, bufsize=1,
+                              preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+             for log, pin in zip(logs, pins)]
     queue = list(pending)
     last: dict[int, tuple] = {}
     finished = start
@@ -312,6 +322,7 @@ def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total
                 proc.kill()
                 proc.wait()
             log.close()
+    return [p.get("CUDA_VISIBLE_DEVICES") for p in pins]
 
 
 def _worker(out: str, config_path: str | None, tensorboard: str | None = None) -> int:

@@ -39,9 +39,14 @@ class HVP:
     ``callback(matvecs)``, if set, is called after each.
     """
 
-    def __init__(self, model, x, y=None, eval_batch: int | None = None, head=None):
-        self.problem = objective.problem(model, x, y, eval_batch, head=head)
-        self._fn = objective.compiled(self.problem, "hvp", _hvp)
+    def __init__(self, model, x, y=None, eval_batch: int | None = None, head=None, strategy=None):
+        self.problem = objective.problem(model, x, y, eval_batch, head=head, strategy=strategy)
+        if self.problem.strategy is not None:            # summed over S on several devices
+            from tfflat.flatness import replicas
+
+            self._fn = replicas.hvp(self.problem)
+        else:
+            self._fn = objective.compiled(self.problem, "hvp", _hvp)
         self.size = self.problem.size
         self.matvecs = 0
         self.callback = None
@@ -71,7 +76,7 @@ class HVP:
         return (h + h.T) / 2
 
 
-def hvp(model, x, y=None, eval_batch: int | None = None, *, head=None) -> HVP:
+def hvp(model, x, y=None, eval_batch: int | None = None, *, head=None, strategy=None) -> HVP:
     """The Hessian-vector product of the mean cross-entropy on (x, y) at ``model``'s current weights.
 
     Args:
@@ -79,10 +84,12 @@ def hvp(model, x, y=None, eval_batch: int | None = None, *, head=None) -> HVP:
       x, y: inputs (n, …) and labels (n,), arrays or tensors, or a ``tf.data.Dataset`` of (x, y) as ``x``.
       eval_batch: examples per forward chunk (default: all for dense networks, 256 otherwise).
       head: the model's head (read from the model by default).
+      strategy: a ``tf.distribute`` strategy or :mod:`tfflat.devices` spec (several replicas: the sum
+        over S is split over the devices, :mod:`tfflat.flatness.replicas`).
     Returns:
       :class:`HVP`: ``hvp(model, x, y)(v)`` is H v, float64 of shape (p,).
     """
-    return HVP(model, x, y, eval_batch, head)
+    return HVP(model, x, y, eval_batch, head, strategy)
 
 
 def _hvp(template, jit):
@@ -189,7 +196,7 @@ class HessianResult:
 
 def hessian_measures(model, x, y=None, top_k: int = defaults.HESSIAN_TOP_K, seed: int = 0, *,
                      probes: int = defaults.HESSIAN_PROBES, tol: float = EIGSH_TOL,
-                     eval_batch: int | None = None, head=None, callback=None) -> HessianResult:
+                     eval_batch: int | None = None, head=None, callback=None, strategy=None) -> HessianResult:
     """Top-k eigenvalues, spectral norm, log10 top-k product and Hutchinson trace of ∇²L (App. E).
 
     Args:
@@ -203,11 +210,12 @@ def hessian_measures(model, x, y=None, top_k: int = defaults.HESSIAN_TOP_K, seed
       eval_batch: examples per forward chunk.
       head: the model's head (read from the model by default).
       callback: ``callback(matvecs)`` after every Hessian-vector product (progress).
+      strategy: the devices of the Hessian-vector products (see :func:`hvp`).
     Returns:
       :class:`HessianResult`.
     """
     t0 = time.perf_counter()
-    h = hvp(model, x, y, eval_batch, head=head)
+    h = hvp(model, x, y, eval_batch, head=head, strategy=strategy)
     h.callback = callback
     top_k = _check_k(top_k, h.size)
     from tfflat import validate

@@ -63,6 +63,7 @@ class Problem:
     jit: bool
     head: object = None
     net: object = None
+    strategy: object = None        # a tf.distribute strategy of several replicas (tfflat.flatness.replicas), or None
 
     @property
     def n(self) -> int:
@@ -127,7 +128,7 @@ def check_data(x, y, head=None, model=None) -> tuple[np.ndarray, np.ndarray]:
     return x, (head or LOGIT).check_labels(y)
 
 
-def problem(model, x, y, eval_batch: int | None = None, head=None) -> Problem:
+def problem(model, x, y, eval_batch: int | None = None, head=None, strategy=None) -> Problem:
     """Snapshot ``model``'s weights and set up L on (x, y).
 
     Args:
@@ -137,6 +138,8 @@ def problem(model, x, y, eval_batch: int | None = None, head=None) -> Problem:
       eval_batch: examples per forward chunk (default: all of them for dense networks, 256 otherwise).
       head: ``None`` (read from the model), a name (``logit``, ``sigmoid``, ``logits``, ``softmax``) or a
         :class:`~tfflat.models.heads.Head`.
+      strategy: a ``tf.distribute`` strategy or device spec (:mod:`tfflat.devices`); with several replicas
+        the measures' sums over S are split over the devices (:mod:`tfflat.flatness.replicas`).
     """
     import tensorflow as tf
 
@@ -161,13 +164,16 @@ def problem(model, x, y, eval_batch: int | None = None, head=None) -> Problem:
     mp = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
     tx = tf.constant(x)
     tmpl, functions = _template(net, head.linear())
+    from tfflat import devices
+
+    strategy = devices.strategy(strategy)
     return Problem(
         template=tmpl, functions=functions,
         w0=[tf.constant(v.numpy()) for v in net.trainable_variables],
         state=[tf.constant(v.numpy()) for v in net.non_trainable_variables],
         x=tx, y=tf.constant(y),
         chunks=(tx if pad == 0 else tf.constant(xp), tf.constant(yp), tf.constant(mp)),
-        chunk=chunk, jit=dense, head=head, net=net)
+        chunk=chunk, jit=dense, head=head, net=net, strategy=None if devices.is_default(strategy) else strategy)
 
 
 def _arch_key(model):

@@ -167,7 +167,7 @@ def _finite(v) -> bool:
 def sharpness(model, x, y=None, zeta: float = 1e-4, method: str = "sgd", lr: float = 1e-3, epochs: int = 100,
               batch_size: int = 32, seed: int = 0, *, head=None, maxiter: int = defaults.LBFGSB_MAXITER,
               track: str = "step", eval_batch: int | None = None,
-              callback: Callable[[int, float], None] | None = None) -> SharpnessResult:
+              callback: Callable[[int, float], None] | None = None, strategy=None) -> SharpnessResult:
     """Keskar sharpness (Def. 2.1) of ``model`` on (x, y); the model is left unchanged.
 
     Args:
@@ -185,14 +185,19 @@ def sharpness(model, x, y=None, zeta: float = 1e-4, method: str = "sgd", lr: flo
       eval_batch: examples per forward chunk (default: all for dense networks, 256 otherwise).
       head: the model's head, read from the model by default (see :mod:`tfflat.models.heads`).
       callback: ``callback(epoch_or_iteration, max_loss)`` after each epoch (sgd) or iteration (lbfgsb).
+      strategy: a ``tf.distribute`` strategy or :mod:`tfflat.devices` spec: with several replicas the
+        losses and gradients are summed over S on all devices (:mod:`tfflat.flatness.replicas`).
     Returns:
       :class:`SharpnessResult`; a :class:`NotConvergedWarning` when the maximiser ended below the
       first-order corner.
     """
     check_settings(zeta, method, lr, epochs, batch_size, maxiter, track)
     t0 = time.perf_counter()
-    prob = objective.problem(model, x, y, eval_batch, head=head)
-    value_grad = objective.compiled(prob, "value_grad", _value_grad)
+    from tfflat.flatness import replicas
+
+    prob = objective.problem(model, x, y, eval_batch, head=head, strategy=strategy)
+    value_grad = replicas.value_grad(prob) if prob.strategy is not None else \
+        objective.compiled(prob, "value_grad", _value_grad)
     zero = np.zeros(prob.size, np.float32)
     loss, grad = (t.numpy() for t in value_grad(prob.w0, prob.state, prob.data, zero, chunk=prob.chunk))
     radius = zeta * (np.abs(prob.weights_numpy()) + 1.0)
@@ -204,7 +209,8 @@ def sharpness(model, x, y=None, zeta: float = 1e-4, method: str = "sgd", lr: flo
         bs = min(int(batch_size), prob.n)
         settings.update(lr=float(lr), epochs=int(epochs), batch_size=bs, seed=int(seed), track=track,
                         steps=int(epochs) * math.ceil(prob.n / bs))
-        max_loss, trace = _sgd(prob, float(loss), zeta, lr, int(epochs), bs, seed, track, callback)
+        ascent = replicas.sgd if prob.strategy is not None else _sgd
+        max_loss, trace = ascent(prob, float(loss), zeta, lr, int(epochs), bs, seed, track, callback)
     else:
         settings.update(maxiter=int(maxiter))
         max_loss, trace, info = _lbfgsb(prob, value_grad, float(loss), radius, int(maxiter), callback)

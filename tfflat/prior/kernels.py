@@ -361,8 +361,162 @@ def _features_fn(model, feature_layer=None):
     return fn
 
 
+INITS = ("model", "he")                    # how each sample of the empirical kernel is drawn
+BATCHNORM_MODES = ("inference", "batch")   # which statistics BatchNorm uses while features are sampled
+
+
+def he_redraw(model, seed: int) -> None:
+    """Redraw ``model`` in place as the authors' ``he_init`` does for their ResNet50 kernel
+    (``ResNet50/empirical_kernel.py``: ``torch.nn.init.kaiming_normal_(mode="fan_in",
+    nonlinearity="relu")`` on every convolution and linear layer, fresh BatchNorm):
+
+    * every Conv/Dense kernel ~ N(0, 2 / fan_in), untruncated (fan_in = receptive field × input channels);
+    * every bias of those layers 0 (the authors' convolutions have none; Keras' ResNet50 ones do, and a
+      zero bias is the same function);
+    * BatchNorm γ = 1, β = 0, moving mean 0, moving variance 1 — in inference mode the identity up to
+      1/√(1 + ε), as a fresh BatchNorm in PyTorch's eval mode;
+    * any other weight from its layer's own initializer (new seed).
+
+    Draws are TensorFlow stateless normals keyed by (seed, variable index): the same numbers on every
+    device, generated where the variable lives.
+    """
+    import keras
+    import tensorflow as tf
+
+    from tfflat.models.heads import walk
+
+    done = set()
+    index = 0
+
+    def put(var, value):
+        var.assign(tf.cast(value, var.dtype))
+        done.add(id(var))
+
+    for layer in walk(model):
+        kernel = getattr(layer, "kernel", None) if isinstance(layer, (keras.layers.Dense, keras.layers.Conv1D,
+                                                                       keras.layers.Conv2D, keras.layers.Conv3D)) \
+            else None
+        if kernel is not None and id(kernel) not in done:
+            shape = tuple(kernel.shape)
+            fan_in = max(1, math.prod(shape[:-1]))
+            index += 1
+            put(kernel, math.sqrt(2.0 / fan_in) *
+                tf.random.stateless_normal(shape, seed=[int(seed), index], dtype=tf.float32))
+            bias = getattr(layer, "bias", None)
+            if bias is not None:
+                put(bias, tf.zeros(tuple(bias.shape)))
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            for name, value in (("gamma", 1.0), ("beta", 0.0), ("moving_mean", 0.0), ("moving_variance", 1.0)):
+                var = getattr(layer, name, None)
+                if var is not None:
+                    put(var, tf.fill(tuple(var.shape), value))
+    rest = [(v, init) for v, init in _initialised_variables(model) if id(v) not in done]
+    rng = np.random.default_rng(seed)
+    for var, init in rest:
+        config = init.get_config()
+        if "seed" in config:
+            config["seed"] = int(rng.integers(2 ** 31 - 1))
+            init = type(init).from_config(config)
+        var.assign(init(tuple(var.shape), dtype=var.dtype))
+        done.add(id(var))
+    missing = [v.path for v in model.weights if id(v) not in done]
+    if missing:
+        raise UserError(f"cannot He-initialise weight {missing[0]!r} of model {model.name!r} (no known initializer); "
+                        "use `init`='model' or give `reinit`")
+
+
+def batch_statistics(model) -> None:
+    """Make every BatchNorm layer of ``model`` (a private copy) normalise with the statistics of the
+    batch it is called on, in inference mode too, without updating its moving statistics; dropout and
+    every other layer keep inference mode."""
+    import keras
+    from keras import ops
+
+    from tfflat.models.heads import walk
+
+    for layer in walk(model):
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            continue
+
+        def call(inputs, training=None, mask=None, _bn=layer):
+            x = ops.cast(inputs, "float32")
+            axes = [a for a in range(len(x.shape)) if a != _bn.axis % len(x.shape)]
+            mean, var = ops.moments(x, axes=axes)
+            return ops.batch_normalization(x, mean, var, axis=_bn.axis, offset=_bn.beta if _bn.center else None,
+                                           scale=_bn.gamma if _bn.scale else None, epsilon=_bn.epsilon)
+
+        layer.call = call
+
+
+def _batches(n: int, batch_size: int) -> list[slice]:
+    """``n`` rows cut into ceil(n / batch_size) contiguous batches of near-equal size (their sizes differ
+    by at most one), so that batch statistics never come from a tiny last batch."""
+    count = max(1, math.ceil(n / max(1, int(batch_size))))
+    edges = np.linspace(0, n, count + 1).round().astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+class _Accumulator:
+    """Σ_m h⁽ᵐ⁾ h⁽ᵐ⁾ᵀ in float64: BLAS ``dsyrk`` on the host (the default), or one float64 GEMM per
+    group on the first GPU of the features (``device``); exactly symmetric either way."""
+
+    GROUP = 512           # feature columns per update (BLAS-3 sized)
+
+    def __init__(self, n: int, device: str | None):
+        self.n, self.device, self.group, self.width = n, device, [], 0
+        if device is None:
+            self.acc = np.zeros((n, n))
+        else:
+            import tensorflow as tf
+
+            with tf.device(device):
+                self.acc = tf.Variable(tf.zeros((n, n), tf.float64), trainable=False)
+
+    def add(self, h: np.ndarray | object, last: bool) -> None:
+        self.group.append(h)
+        self.width = int(h.shape[1])
+        if sum(int(g.shape[1]) for g in self.group) >= self.GROUP or last:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.device is None:
+            from scipy.linalg import blas
+
+            # acc += hg hgᵀ on acc's lower triangle (acc.T is the Fortran view; its upper = acc's lower)
+            hg = np.asfortranarray(np.concatenate([np.asarray(g, np.float64) for g in self.group], axis=1))
+            out = blas.dsyrk(1.0, hg, beta=1.0, c=self.acc.T, trans=0, lower=0, overwrite_c=1)
+            if not np.shares_memory(out, self.acc):
+                self.acc.T[...] = out
+        else:
+            import tensorflow as tf
+
+            with tf.device(self.device):
+                hg = tf.concat([tf.cast(g, tf.float64) for g in self.group], axis=1)
+                self.acc.assign_add(tf.matmul(hg, hg, transpose_b=True))
+        self.group = []
+
+    def result(self) -> np.ndarray:
+        acc = self.acc if self.device is None else self.acc.numpy()
+        _mirror_upper(acc, BLOCK, from_lower=True)
+        return acc
+
+
+def _gpu_device(strategy) -> str | None:
+    """The first device of ``strategy`` when it is a GPU (where the float64 accumulation then runs)."""
+    import tensorflow as tf
+
+    from tfflat import devices
+
+    if devices.is_default(strategy):                 # TensorFlow's default device
+        gpus = tf.config.list_logical_devices("GPU")
+        return gpus[0].name if gpus else None
+    first = list(strategy.extended.worker_devices)[0]
+    return first if "GPU" in first.upper().split("/")[-1] else None
+
+
 def empirical_kernel(x, model, samples: int | None = None, *, sigma_w: float, sigma_b: float, seed: int = 0,
                      batch_size: int = 256, feature_layer=None, reinit: Callable[[object, int], None] | None = None,
+                     init: str = "model", batchnorm: str = "inference", strategy=None,
                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Monte-Carlo NNGP kernel of eq. (7) from ``samples`` random initialisations of a network.
 
@@ -379,19 +533,39 @@ def empirical_kernel(x, model, samples: int | None = None, *, sigma_w: float, si
       samples: M, default ``EMPIRICAL_KERNEL_FRACTION · n`` (paper: 0.1 (|S|+|E|)), at least 1.
       sigma_w, sigma_b: the scales of the readout (last, fully connected) layer.
       seed: sample m uses seed + m.
-      batch_size: inputs per forward pass.
+      batch_size: inputs per forward pass (at most; x is cut into equal batches in input order).
       feature_layer: the layer (or its name) whose output is h, instead of the last Dense layer's input.
       reinit: ``reinit(model, seed)`` that redraws a model's weights in place (e.g.
         :func:`tfflat.models.fcn.reinitialize`); default :func:`redraw` (the layers' own initializers,
         new seeds) when it covers every weight, else (``model_fn`` only) a model is built per sample.
+      init: ``"model"`` (the layers' own initializers, or ``reinit``) or ``"he"`` (:func:`he_redraw`:
+        He-normal fan-in weights, zero biases, fresh BatchNorm — the authors' ResNet50 kernel; every
+        sample, the first included, is drawn so).
+      batchnorm: ``"inference"`` (BatchNorm on its moving statistics: for a fresh BatchNorm the identity,
+        the authors' eval mode) or ``"batch"`` (each forward batch normalised by its own statistics,
+        :func:`batch_statistics`; an input's features then depend on the other inputs of its batch —
+        fixed, equal batches of at most ``batch_size`` in input order, so the kernel is reproducible).
+      strategy: a ``tf.distribute`` strategy or a device spec (:mod:`tfflat.devices`; ``None``: the
+        caller's strategy scope, else all visible GPUs, else the CPU): with several replicas the forward batches are sharded over the devices (one
+        batch per replica at a time, the features gathered in input order), the same numbers as on one
+        device up to float rounding. Where the features run on a GPU, Σ hhᵀ is accumulated there in float64.
       progress: ``progress(done, total)`` after every initialisation.
     Returns:
       float64 array (n, n), exactly symmetric.
     """
+    import contextlib
+
     import keras
     import tensorflow as tf
-    from scipy.linalg import blas
 
+    from tfflat import devices
+
+    if init not in INITS:
+        raise UserError(f"unknown `init` {init!r}; choose {' or '.join(INITS)}")
+    if batchnorm not in BATCHNORM_MODES:
+        raise UserError(f"unknown `batchnorm` {batchnorm!r}; choose {' or '.join(BATCHNORM_MODES)}")
+    if init == "he" and reinit is not None:
+        raise UserError("give `reinit` or `init`='he', not both")
     x = np.asarray(x, np.float32)
     if x.ndim < 1 or len(x) == 0:
         raise UserError(f"need at least one input to compute a kernel, got an array of shape {x.shape}")
@@ -399,40 +573,106 @@ def empirical_kernel(x, model, samples: int | None = None, *, sigma_w: float, si
     m_total = max(1, round(defaults.EMPIRICAL_KERNEL_FRACTION * n)) if samples is None else int(samples)
     if m_total < 1:
         raise UserError(f"the empirical kernel needs at least one sample (`samples`), got {samples}")
+    strat = devices.strategy(strategy)
+    sharded = not devices.is_default(strat)
     given = isinstance(model, keras.layers.Layer)
     model_fn = None if given else model
     feature_layer = getattr(feature_layer, "name", feature_layer)      # a layer of the copy, by name
-    base = private_copy(model if given else model_fn(seed), x)
+    with strat.scope() if sharded else contextlib.nullcontext():
+        base = private_copy(model if given else model_fn(seed), x)
+    if init == "he":
+        reinit = he_redraw
     if reinit is None and len(_initialised_variables(base)) == len(base.weights):
         reinit = redraw
     if reinit is None and given:
         raise UserError(f"not every weight of model {model.name!r} has an initializer tfflat can redraw; give the "
                         "empirical kernel a function seed -> freshly initialised model instead")
+    if batchnorm == "batch":
+        batch_statistics(base)
     fn = _features_fn(base, feature_layer)
-    bs = max(1, int(batch_size))
-    acc = np.zeros((n, n))
-    group, width = [], None
+    batches = _batches(n, batch_size)
+    forward = _sharded_forward(fn, strat, x, batches) if sharded else \
+        (lambda: [np.asarray(fn(tf.constant(x[b]))).reshape(b.stop - b.start, -1) for b in batches])
+    acc = _Accumulator(n, _gpu_device(strat))
+    redraw_first = given or init == "he"
     for m in range(m_total):
-        if reinit is not None and (m > 0 or given):
+        if reinit is not None and (m > 0 or redraw_first):
             reinit(base, seed + m)
         elif m > 0:   # same variables, new values: the compiled feature function is reused
             fresh = model_fn(seed + m)
             base.set_weights(fresh.get_weights())
             del fresh
-        h = np.concatenate([np.asarray(fn(tf.constant(x[i:i + bs]))).reshape(len(x[i:i + bs]), -1)
-                            for i in range(0, n, bs)]).astype(np.float64)
-        width = h.shape[1]
-        group.append(h)
-        if sum(g.shape[1] for g in group) >= 512 or m == m_total - 1:
-            # acc += hg hgᵀ on acc's lower triangle (acc.T is the Fortran view; its upper = acc's lower)
-            hg = np.asfortranarray(np.concatenate(group, axis=1))
-            out = blas.dsyrk(1.0, hg, beta=1.0, c=acc.T, trans=0, lower=0, overwrite_c=1)
-            if not np.shares_memory(out, acc):
-                acc.T[...] = out
-            group = []
+        h = np.concatenate(forward())
+        acc.add(h, last=m == m_total - 1)
         if progress:
             progress(m + 1, m_total)
-    _mirror_upper(acc, BLOCK, from_lower=True)
-    acc *= float(sigma_w) ** 2 / (m_total * width)
-    acc += float(sigma_b) ** 2
-    return acc
+    out = acc.result()
+    out *= float(sigma_w) ** 2 / (m_total * acc.width)
+    out += float(sigma_b) ** 2
+    return out
+
+
+def _sharded_forward(fn, strat, x, batches):
+    """() ↦ the features of every batch, in order: R batches at a time, one per replica."""
+    import tensorflow as tf
+
+    r = int(strat.num_replicas_in_sync)
+    run = tf.function(lambda xs: strat.run(fn, args=(xs,)), reduce_retracing=True)
+
+    def forward():
+        out = []
+        for start in range(0, len(batches), r):
+            group = batches[start:start + r]
+            take = [group[i] if i < len(group) else group[0] for i in range(r)]   # a spare replica repeats one
+            xs = strat.experimental_distribute_values_from_function(
+                lambda ctx: tf.constant(x[take[ctx.replica_id_in_sync_group]]))
+            local = strat.experimental_local_results(run(xs))
+            out += [np.asarray(h).reshape(b.stop - b.start, -1) for h, b in zip(local, group)]
+        return out
+
+    return forward
+
+
+# ---- how well the kernel separates inputs -------------------------------------------------------------
+
+def conditioning(k: np.ndarray, eigenvalues: bool = True, block: int = BLOCK) -> dict:
+    """How far a kernel is from the constant (uninformative) kernel, for the prior record.
+
+    Returns a JSON-able dict: ``diagonal`` (min, median, max of K_ii: the prior variances),
+    ``off_diagonal`` (mean, std, min, max of K_ij, i ≠ j), ``correlation`` (mean, min, max of the
+    off-diagonal K_ij / √(K_ii K_jj): all near 1 means a nearly constant kernel, under which every
+    function's probability is set by a few directions), and with ``eigenvalues`` the smallest and
+    largest eigenvalue, the condition number λ_max/λ_min (None when λ_min ≤ 0) and the share of the trace in the largest
+    eigenvalue (``top_share``; 1 for a constant kernel). Row blocks keep the memory at O(block · n) besides
+    the eigenvalues' copy of K.
+    """
+    k = np.asarray(k, np.float64)
+    n = len(k)
+    d = np.diagonal(k).copy()
+    out = {"n": n, "diagonal": {"min": float(d.min()), "median": float(np.median(d)), "max": float(d.max())}}
+    if n > 1:
+        s1 = s2 = c1 = 0.0
+        lo, hi, clo, chi = np.inf, -np.inf, np.inf, -np.inf
+        inv = 1.0 / np.sqrt(np.maximum(d, np.finfo(float).tiny))
+        for i in range(0, n, block):
+            j = min(n, i + block)
+            rows = k[i:j].copy()
+            rows[np.arange(j - i), np.arange(i, j)] = np.nan
+            corr = rows * inv[i:j, None] * inv[None, :]
+            s1 += np.nansum(rows)
+            s2 += np.nansum(rows * rows)
+            c1 += np.nansum(corr)
+            lo, hi = min(lo, np.nanmin(rows)), max(hi, np.nanmax(rows))
+            clo, chi = min(clo, np.nanmin(corr)), max(chi, np.nanmax(corr))
+        count = n * (n - 1)
+        mean = s1 / count
+        out["off_diagonal"] = {"mean": float(mean), "std": float(np.sqrt(max(0.0, s2 / count - mean * mean))),
+                               "min": float(lo), "max": float(hi)}
+        out["correlation"] = {"mean": float(c1 / count), "min": float(clo), "max": float(chi)}
+    if eigenvalues:
+        ev = np.linalg.eigvalsh(k)          # O(n³): about ten Cholesky factorisations, i.e. a few EP sweeps
+        lam_min, lam_max = float(ev[0]), float(ev[-1])
+        out.update(eigenvalue_min=lam_min, eigenvalue_max=lam_max,
+                   condition_number=lam_max / lam_min if lam_min > 0 else None,   # None: singular
+                   top_share=lam_max / float(np.sum(d)))
+    return out

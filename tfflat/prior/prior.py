@@ -60,10 +60,15 @@ def check_scale(kernel: np.ndarray, likelihood: str) -> None:
 
 
 def kernel_params(spec: dict, kernel: str = "auto", *, task: str | None = None, samples: int | None = None,
-                  seed: int = 0, n: int | None = None) -> dict:
+                  seed: int = 0, n: int | None = None, init: str | None = None,
+                  batchnorm: str = "inference") -> dict:
     """The complete description of the kernel for ``spec`` (what the cache key hashes).
 
     ``auto`` is the analytic arc-cosine kernel for FCNs and the empirical kernel (eq. 7) otherwise.
+    The empirical kernel draws its samples with ``init`` (default ``"he"`` for ResNet50 — He-normal
+    weights, fresh BatchNorm in inference mode, as the authors' ``ResNet50/empirical_kernel.py`` —
+    else ``"model"``, the builder's own initialisation) and ``batchnorm`` (see
+    :func:`tfflat.prior.kernels.empirical_kernel`).
     """
     if kernel not in KERNELS:
         raise UserError(f"unknown `kernel` {kernel!r}; choose {', '.join(KERNELS)}")
@@ -82,8 +87,20 @@ def kernel_params(spec: dict, kernel: str = "auto", *, task: str | None = None, 
                 "version": KERNEL_VERSION}
     if samples is None and n is not None:
         samples = max(1, round(defaults.EMPIRICAL_KERNEL_FRACTION * n))
+    init = ("he" if kind == "resnet50" else "model") if init is None else init
+    _check_sampling(init, batchnorm)
     return {"kind": "empirical", "model_spec": spec, "samples": samples, "seed": int(seed),
-            "sigma_w": sigma_w, "sigma_b": sigma_b, "version": KERNEL_VERSION}
+            "sigma_w": sigma_w, "sigma_b": sigma_b, "init": init, "batchnorm": batchnorm, "version": KERNEL_VERSION}
+
+
+def _check_sampling(init, batchnorm) -> None:
+    from tfflat.prior.kernels import BATCHNORM_MODES, INITS
+
+    if init not in INITS:
+        raise UserError(f"unknown `init` {init!r} for the empirical kernel; choose {' or '.join(INITS)}")
+    if batchnorm not in BATCHNORM_MODES:
+        raise UserError(f"unknown `batchnorm` {batchnorm!r} for the empirical kernel; choose "
+                        f"{' or '.join(BATCHNORM_MODES)}")
 
 
 def kernel_key(x: np.ndarray, params: dict) -> str:
@@ -96,8 +113,10 @@ def kernel_key(x: np.ndarray, params: dict) -> str:
     return h.hexdigest()
 
 
-def compute_kernel(x: np.ndarray, params: dict, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """The kernel described by :func:`kernel_params` on inputs ``x``, float64 (n, n)."""
+def compute_kernel(x: np.ndarray, params: dict, progress: Callable[[int, int], None] | None = None,
+                   strategy=None) -> np.ndarray:
+    """The kernel described by :func:`kernel_params` on inputs ``x``, float64 (n, n); the empirical
+    kernel's forward passes sharded over ``strategy``'s devices (:mod:`tfflat.devices`)."""
     from tfflat.prior import kernels
 
     if params["kind"] == "analytic":
@@ -106,11 +125,13 @@ def compute_kernel(x: np.ndarray, params: dict, progress: Callable[[int, int], N
 
     return kernels.empirical_kernel(x, partial(models.build, params["model_spec"]), params["samples"],
                                     sigma_w=params["sigma_w"], sigma_b=params["sigma_b"], seed=params["seed"],
-                                    progress=progress)
+                                    init=params.get("init", "model"), batchnorm=params.get("batchnorm", "inference"),
+                                    strategy=strategy, progress=progress)
 
 
 def kernel_for(spec: dict, x, kernel: str = "auto", *, task: str | None = None, samples: int | None = None,
-               seed: int = 0, cache_dir=None, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+               seed: int = 0, cache_dir=None, progress: Callable[[int, int], None] | None = None,
+               init: str | None = None, batchnorm: str = "inference", strategy=None) -> np.ndarray:
     """The GP kernel of the network ``spec`` on inputs ``x`` (S + E), from the cache when possible.
 
     Args:
@@ -122,22 +143,25 @@ def kernel_for(spec: dict, x, kernel: str = "auto", *, task: str | None = None, 
       cache_dir: directory of ``<kind>-<sha256>.npy`` files; the key covers the input bytes and all
         parameters, so a file is only reused for exactly the same kernel. Unreadable files are recomputed.
       progress: ``progress(done, total)`` while the empirical kernel is sampled.
+      init, batchnorm: how the empirical kernel's samples are drawn (see :func:`kernel_params`).
+      strategy: where the empirical kernel's forward passes run (:mod:`tfflat.devices`; not part of the key).
     Returns:
       float64 (n, n) kernel.
     """
     x = np.asarray(x, np.float32)
-    params = kernel_params(spec, kernel, task=task, samples=samples, seed=seed, n=len(x))
-    return cached_kernel(x, params, lambda: compute_kernel(x, params, progress), cache_dir)
+    params = kernel_params(spec, kernel, task=task, samples=samples, seed=seed, n=len(x), init=init,
+                           batchnorm=batchnorm)
+    return cached_kernel(x, params, lambda: compute_kernel(x, params, progress, strategy), cache_dir)
 
 
 def cached_kernel(x: np.ndarray, params: dict, compute: Callable[[], np.ndarray], cache_dir=None) -> np.ndarray:
     """``compute()``, or the file ``<kind>-<sha256>.npy`` in ``cache_dir`` keyed by the input bytes and
     ``params`` (``params["cacheable"] is False``: never cached). Unreadable files are recomputed."""
-    if cache_dir is None or params.get("cacheable") is False:
+    path = _cache_path(x, params, cache_dir)
+    if path is None:
         return compute()
     from tfflat import runs
 
-    path = Path(cache_dir) / f"{params['kind']}-{kernel_key(x, params)[:40]}.npy"
     if path.is_file():
         try:
             k = np.load(path, allow_pickle=False)
@@ -150,6 +174,36 @@ def cached_kernel(x: np.ndarray, params: dict, compute: Callable[[], np.ndarray]
         np.save(fh, k, allow_pickle=False)
     runs.write_json(path.with_suffix(".json"), {**params, "n": len(x), "file": path.name})
     return k
+
+
+def _cache_path(x: np.ndarray, params: dict, cache_dir) -> Path | None:
+    if cache_dir is None or params.get("cacheable") is False:
+        return None
+    return Path(cache_dir) / f"{params['kind']}-{kernel_key(x, params)[:40]}.npy"
+
+
+def kernel_conditioning(k: np.ndarray, x: np.ndarray, params: dict, cache_dir=None) -> dict:
+    """:func:`tfflat.prior.kernels.conditioning` of a kernel (how far it is from a constant kernel: prior
+    variances, off-diagonal spread and correlations, smallest eigenvalue, condition number), kept in the
+    cache's sidecar ``<kind>-<sha256>.json`` next to the kernel so that it is computed once."""
+    from tfflat import runs
+    from tfflat.prior.kernels import conditioning
+
+    path = _cache_path(np.asarray(x, np.float32), params, cache_dir)
+    side = None if path is None else path.with_suffix(".json")
+    if side is not None and side.is_file():
+        try:
+            stored = runs.read_json(side)
+            if isinstance(stored.get("conditioning"), dict):
+                return stored["conditioning"]
+        except (OSError, ValueError):
+            stored = None
+    else:
+        stored = None
+    cond = conditioning(k)
+    if stored is not None:
+        runs.write_json(side, {**stored, "conditioning": cond})
+    return cond
 
 
 def log_prior(kernel, labels, likelihood: str = "heaviside", *, train_size: int | None = None,
@@ -208,7 +262,8 @@ def function_of_run(run) -> tuple[np.ndarray, np.ndarray, dict]:
 def log_prior_of_run(run, kernel: str = "auto", likelihood: str = "heaviside", *, cache_dir=None,
                      delta: float = defaults.PAC_BAYES_DELTA, method: str = "sequential", tol: float | None = None,
                      max_sweeps: int | None = None, samples: int | None = None, seed: int = 0, save: bool = False,
-                     progress: Callable[[str, int, int | None, float | None], None] | None = None) -> dict:
+                     progress: Callable[[str, int, int | None, float | None], None] | None = None,
+                     init: str | None = None, batchnorm: str = "inference", strategy=None) -> dict:
     """log P(f) of a run's function on S + E, with the kernel that matches its model.
 
     Args:
@@ -218,12 +273,16 @@ def log_prior_of_run(run, kernel: str = "auto", likelihood: str = "heaviside", *
       cache_dir: kernel cache directory (see :func:`kernel_for`).
       delta, method, tol, max_sweeps: see :func:`log_prior`.
       samples, seed: empirical kernel settings.
+      init, batchnorm: how the empirical kernel's samples are drawn (default for ResNet50: He-normal
+        weights, BatchNorm in inference mode; see :func:`kernel_params`).
+      strategy: devices of the empirical kernel's forward passes (:mod:`tfflat.devices`).
       save: merge the result into ``RUN/prior.json`` (whose ``by_likelihood`` keeps one summary per
         likelihood), atomically.
       progress: ``progress(stage, done, total, value)`` with stage ``"kernel"`` (samples) or ``"ep"``
         (sweeps, ln Z).
     Returns:
-      The :func:`log_prior` dict plus ``kernel`` (its parameters and cache key), ``function`` (|S|, |E|,
+      The :func:`log_prior` dict plus ``kernel`` (its parameters, cache key and ``conditioning``,
+      :func:`kernel_conditioning`), ``function`` (|S|, |E|,
       training errors, test accuracy, SHA-256 of f) and ``seconds`` (with ``save``: ``by_likelihood``,
       ``versions`` and ``file``).
     """
@@ -237,16 +296,18 @@ def log_prior_of_run(run, kernel: str = "auto", likelihood: str = "heaviside", *
     check_memory(len(run.splits.y_train) + len(run.splits.y_test))
     x, f, info = function_of_run(run)
     task = run.meta.get("config", {}).get("dataset")
-    params = kernel_params(spec, kernel, task=task, samples=samples, seed=seed, n=len(x))
+    params = kernel_params(spec, kernel, task=task, samples=samples, seed=seed, n=len(x), init=init,
+                           batchnorm=batchnorm)
     kprog = (lambda d, t: progress("kernel", d, t, None)) if progress else None
     k = kernel_for(spec, x, params["kind"], task=task, samples=samples, seed=seed, cache_dir=cache_dir,
-                   progress=kprog)
+                   progress=kprog, init=params.get("init"), batchnorm=batchnorm, strategy=strategy)
     check_scale(k, likelihood)
     eprog = (lambda s, lz: progress("ep", s, None, lz)) if progress else None
     out = log_prior(k, f, likelihood, train_size=info["S"], delta=delta, method=method, tol=tol,
                     max_sweeps=max_sweeps, check=False, progress=eprog)   # PSD by construction
     shown = {key: val for key, val in params.items() if key != "model_spec"}
-    out["kernel"] = {**shown, "key": kernel_key(x, params)}
+    out["kernel"] = {**shown, "key": kernel_key(x, params),
+                     "conditioning": kernel_conditioning(k, x, params, cache_dir)}
     out["function"] = {**info, "sha256": hashlib.sha256(f.tobytes()).hexdigest()}
     out["seconds"] = time.perf_counter() - t0
     if save:
@@ -313,13 +374,16 @@ def _architecture(model) -> str | None:
 
 
 def model_kernel_params(model, kernel: str = "auto", *, head=None, feature_layer=None, sigma_w=None,
-                        sigma_b=None, samples: int | None = None, seed: int = 0, n: int | None = None) -> dict:
+                        sigma_b=None, samples: int | None = None, seed: int = 0, n: int | None = None,
+                        init: str = "model", batchnorm: str = "inference") -> dict:
     """The kernel of a Keras binary classifier (what the cache key hashes).
 
     ``auto``: the analytic arc-cosine kernel when the model is a plain ReLU FCN (per-layer σw, σb read
     from its initialisers, :func:`tfflat.prior.kernels.fcn_structure`), else the empirical kernel of
     eq. (7) with σw, σb read from the readout layer's initialisers (or given). ``scale`` is 2 for a
-    two-output head (z₁ − z₀ of two i.i.d. outputs), else 1.
+    two-output head (z₁ − z₀ of two i.i.d. outputs), else 1. The empirical kernel's samples are drawn
+    with ``init`` (``"model"``: the model's own initialisers; ``"he"``: He-normal weights, fresh BatchNorm)
+    and ``batchnorm`` (see :func:`tfflat.prior.kernels.empirical_kernel`).
     """
     from tfflat.models import heads
     from tfflat.prior import kernels
@@ -351,8 +415,10 @@ def model_kernel_params(model, kernel: str = "auto", *, head=None, feature_layer
     if samples is None and n is not None:
         samples = max(1, round(defaults.EMPIRICAL_KERNEL_FRACTION * n))
     arch = _architecture(model)
+    _check_sampling(init, batchnorm)
     return {"kind": "empirical", "architecture": arch, "feature_layer": name, "samples": samples, "seed": int(seed),
-            "sigma_w": sw, "sigma_b": sb, "scale": scale, "version": KERNEL_VERSION, "cacheable": arch is not None}
+            "sigma_w": sw, "sigma_b": sb, "init": init, "batchnorm": batchnorm, "scale": scale,
+            "version": KERNEL_VERSION, "cacheable": arch is not None}
 
 
 def _feeds_readout(model, name: str) -> bool:
@@ -368,8 +434,9 @@ def _feeds_readout(model, name: str) -> bool:
 
 
 def kernel_of_model(model, x, params: dict, progress: Callable[[int, int], None] | None = None,
-                    cache_dir=None) -> np.ndarray:
-    """The kernel :func:`model_kernel_params` describes, on inputs ``x`` (from ``cache_dir`` when possible)."""
+                    cache_dir=None, strategy=None) -> np.ndarray:
+    """The kernel :func:`model_kernel_params` describes, on inputs ``x`` (from ``cache_dir`` when possible;
+    the empirical kernel's forward passes on ``strategy``'s devices)."""
     from tfflat.prior import kernels
 
     x = np.asarray(x, np.float32)
@@ -380,7 +447,8 @@ def kernel_of_model(model, x, params: dict, progress: Callable[[int, int], None]
         else:
             k = kernels.empirical_kernel(x, model, params["samples"], sigma_w=params["sigma_w"],
                                          sigma_b=params["sigma_b"], seed=params["seed"],
-                                         feature_layer=params["feature_layer"], progress=progress)
+                                         feature_layer=params["feature_layer"], init=params["init"],
+                                         batchnorm=params["batchnorm"], strategy=strategy, progress=progress)
         if params["scale"] != 1.0:
             k *= params["scale"]
         return k
@@ -393,7 +461,8 @@ def log_prior_of_model(model, x_train, y_train=None, x_test=None, y_test=None, *
                        samples: int | None = None, seed: int = 0, cache_dir=None,
                        delta: float = defaults.PAC_BAYES_DELTA, method: str = "sequential", tol: float | None = None,
                        max_sweeps: int | None = None,
-                       progress: Callable[[str, int, int | None, float | None], None] | None = None) -> dict:
+                       progress: Callable[[str, int, int | None, float | None], None] | None = None,
+                       init: str = "model", batchnorm: str = "inference", strategy=None) -> dict:
     """log P(f) of any Keras binary classifier's function on S + E (true labels on S, its labels on E).
 
     Args:
@@ -409,8 +478,10 @@ def log_prior_of_model(model, x_train, y_train=None, x_test=None, y_test=None, *
       cache_dir: kernel cache directory (see :func:`cached_kernel`).
       delta, method, tol, max_sweeps: see :func:`log_prior`.
       progress: as for :func:`log_prior_of_run`.
+      init, batchnorm: how the empirical kernel's samples are drawn (see :func:`model_kernel_params`).
+      strategy: devices of the empirical kernel's forward passes (:mod:`tfflat.devices`).
     Returns:
-      The :func:`log_prior` dict plus ``kernel``, ``function`` (|S|, |E|, training errors, accuracies,
+      The :func:`log_prior` dict plus ``kernel`` (with its ``conditioning``), ``function`` (|S|, |E|, training errors, accuracies,
       SHA-256 of f), ``head`` and ``seconds``. A :class:`KernelScaleWarning` when a probit result is
       meaningless.
     """
@@ -423,14 +494,16 @@ def log_prior_of_model(model, x_train, y_train=None, x_test=None, y_test=None, *
     x, f, info, h = function_of_model(model, x_train, y_train, x_test, y_test, head=head)
     check_memory(len(x))
     params = model_kernel_params(model, kernel, head=h, feature_layer=feature_layer, sigma_w=sigma_w,
-                                 sigma_b=sigma_b, samples=samples, seed=seed, n=len(x))
+                                 sigma_b=sigma_b, samples=samples, seed=seed, n=len(x), init=init,
+                                 batchnorm=batchnorm)
     kprog = (lambda d, t: progress("kernel", d, t, None)) if progress else None
-    k = kernel_of_model(model, x, params, kprog, cache_dir)
+    k = kernel_of_model(model, x, params, kprog, cache_dir, strategy)
     check_scale(k, likelihood)
     eprog = (lambda s, lz: progress("ep", s, None, lz)) if progress else None
     out = log_prior(k, f, likelihood, train_size=info["S"], delta=delta, method=method, tol=tol,
                     max_sweeps=max_sweeps, check=False, progress=eprog)   # PSD by construction
-    out["kernel"] = {**{key: v for key, v in params.items() if key != "cacheable"}, "key": kernel_key(x, params)}
+    out["kernel"] = {**{key: v for key, v in params.items() if key != "cacheable"}, "key": kernel_key(x, params),
+                     "conditioning": kernel_conditioning(k, x, params, cache_dir)}
     out["function"] = {**info, "sha256": hashlib.sha256(f.tobytes()).hexdigest()}
     out["head"] = h.name
     out["seconds"] = time.perf_counter() - t0

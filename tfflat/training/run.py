@@ -48,6 +48,7 @@ class TrainConfig:
     stop_on: str = STOP_ON[0]
     bits: int = defaults.BOOLEAN_BITS     # boolean task only
     target: str = "random"                # boolean task only
+    precision: str = "float32"            # training only (mixed_bfloat16, mixed_float16); measures are float32
 
     def __post_init__(self):
         """Every field checked (one :class:`UserError` naming it); integral floats become ints."""
@@ -106,13 +107,16 @@ def model_spec(config: TrainConfig, input_shape) -> dict:
                              sigma_b=config.sigma_b, bn_momentum=config.bn_momentum)
 
 
-def fit(model, splits, config: TrainConfig, *, callback: Callable | None = None, trainer=None, resume=None):
-    """Train ``model`` on ``splits`` as ``config`` says (:func:`tfflat.training.train`); returns its result."""
+def fit(model, splits, config: TrainConfig, *, callback: Callable | None = None, trainer=None, resume=None,
+        strategy=None):
+    """Train ``model`` on ``splits`` as ``config`` says (:func:`tfflat.training.train`), on ``strategy``'s
+    devices (:mod:`tfflat.devices`; default one device); returns its result."""
     from tfflat.training import train
 
     return train(model, splits, config.optimizer, learning_rate=config.learning_rate, opt_args=config.opt_args,
                  batch_size=config.batch_size, max_epochs=config.max_epochs, overtrain=config.overtrain,
-                 stop_on=config.stop_on, seed=config.seed, callback=callback, trainer=trainer, resume=resume)
+                 stop_on=config.stop_on, seed=config.seed, callback=callback, trainer=trainer, resume=resume,
+                 strategy=strategy, precision=config.precision)
 
 
 def prepare(config: TrainConfig, task=None):
@@ -141,7 +145,7 @@ def _input_shape(config: TrainConfig):
 
 def train_run(config: TrainConfig, out=None, *, task=None, callback: Callable | None = None,
               raise_incomplete: bool = True, force: bool = False, checkpoint_every: int | None = None,
-              checkpoint_seconds: float | None = None):
+              checkpoint_seconds: float | None = None, strategy=None):
     """Train one network as ``config`` says; save it to ``out`` (if given) and return (model, meta, splits).
 
     Args:
@@ -154,6 +158,8 @@ def train_run(config: TrainConfig, out=None, *, task=None, callback: Callable | 
       force: replace whatever tfflat wrote in ``out`` (the run, checkpoint and measures) and train afresh.
       checkpoint_every, checkpoint_seconds: checkpoint ``out`` after every ``checkpoint_every``-th epoch
         and every ``checkpoint_seconds`` (default 300 s) of training.
+      strategy: the devices (a :mod:`tfflat.devices` spec or a ``tf.distribute`` strategy; default the
+        caller's scope), recorded in ``meta["devices"]``.
     Returns:
       (model, meta, splits); ``meta["status"]`` (not stored) is ``trained``, ``resumed`` (from the
       epoch ``meta["resumed_from"]``) or ``stored`` (``out`` already held this run).
@@ -161,7 +167,7 @@ def train_run(config: TrainConfig, out=None, *, task=None, callback: Callable | 
       :class:`IncompleteError` (after saving) when ``max_epochs`` passes without zero error; a
       :class:`UserError` when the loss becomes NaN or infinite (training diverged; nothing is saved).
     """
-    from tfflat import models, runs
+    from tfflat import devices, models, runs
     from tfflat.training import checkpoint, optimizers
     from tfflat.training.loop import make_trainer
 
@@ -187,8 +193,10 @@ def train_run(config: TrainConfig, out=None, *, task=None, callback: Callable | 
         raise UserError(f"the data has changed since {out} was checkpointed (S, A, E differ); rerun on the same data, "
                         "or with `force` to start over")
     model = models.build(spec, seed=config.seed)
+    strategy = devices.strategy(strategy)
     trainer = make_trainer(model, splits, config.optimizer, learning_rate=config.learning_rate,
-                           opt_args=config.opt_args, batch_size=config.batch_size, seed=config.seed)
+                           opt_args=config.opt_args, batch_size=config.batch_size, seed=config.seed,
+                           strategy=strategy, precision=config.precision)
     if resume is not None:
         model.set_weights(resume.weights)
     saver = (checkpoint.Saver(out, runs.encode(config.to_dict()), fingerprint, model, trainer,
@@ -225,6 +233,7 @@ def train_run(config: TrainConfig, out=None, *, task=None, callback: Callable | 
         "test_accuracy": result.final["acc_E"],
         "test_accuracy_at_zero_error": at_zero["acc_E"] if at_zero else None,
         "history": result.history,
+        "devices": devices.describe(strategy),
     }
     if out is not None:
         runs.save(out, model, meta)
