@@ -68,7 +68,9 @@ def boolean(samples, top, seed, bits, min_count, overtrain, likelihood, out, no_
     if overtrain < 0:
         raise UserError(f"--overtrain must be ≥ 0, got {overtrain}")
     from tfflat import runs
+    from tfflat.boolean.sampling import check_settings
 
+    check_settings(bits, samples)            # sizes and memory, before anything is written
     runs.ensure_dir(out)
     bar = Progress("sampling", samples, "samples")
     tbar = [None]

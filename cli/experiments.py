@@ -64,6 +64,7 @@ def sweep(config, out, data_dir, shard, workers, tensorboard, devices, quick, me
         bar.close()
     emit(s, as_json, [
         f"{s['points']} points{f' (shard {shard})' if shard else ''}: {s['skipped']} already done, "
+        + (f"{s['elsewhere']} being run by another process, " if s.get("elsewhere") else "") +
         f"{s['run']} run in {s['seconds']:.1f}s with {s['workers']} worker(s)"
         + (f" on GPU(s) {', '.join(map(str, s['pinned']))}" if any(s.get("pinned") or []) else ""),
         f"results: {out} ({s['records']} records)",

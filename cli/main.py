@@ -38,6 +38,7 @@ PARAM_FLAGS = {
     "train": {"opt_args": "--opt-arg", "checkpoint_seconds": "--checkpoint-minutes"},
     "prior": {"seed": "--kernel-seed", "cache_dir": "--kernel-cache", "init": "--kernel-init"},
     "rescale": {"units": "--neuron-wise"},
+    "boolean": {"state_dir": "--out"},
 }
 
 

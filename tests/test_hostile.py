@@ -5,6 +5,7 @@ data files, malformed run files, diverged (NaN) networks, data paths read from r
 import gzip
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,6 +105,7 @@ def world(tmp_path_factory):
 
 
 R = "{w}/run"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TRAIN = ["train", *BOOL, "--out", "{w}/new"]
 CASES = {
     # numeric options of train
@@ -199,6 +201,13 @@ CASES = {
     "flatness.json a list": (["sharpness", "{w}/flatlist"], "flatness.json is not a tfflat file"),
     "flatness.json bad entry": (["hessian", "{w}/flatbad"], "not an object of results"),
     "prior.json unversioned": (["prior", "{w}/priorold"], "prior.json has no format_version"),
+    # sizes and paths of the experiments (refused before any work)
+    "boolean samples 1e30": (["boolean", "--samples", "1e30", "--top", "0", "--out", "{w}/new"],
+                             "1e+30 samples needs about"),
+    "sweep tensorboard under a file": (["sweep", "{cfg}/fig3_mnist_sgd.toml", "--quick", "--tensorboard",
+                                        "{w}/d.npz/tb", "--out", "{w}/new.jsonl"], "choose another --tensorboard"),
+    "temporal tensorboard under a file": (["temporal", "{cfg}/fig5_temporal.toml", "--quick", "--tensorboard",
+                                           "{w}/d.npz/tb", "--out", "{w}/new.jsonl"], "choose another --tensorboard"),
     # a diverged network
     "NaN net sharpness": (["sharpness", "{w}/nan"], "NaN or infinite weights"),
     "NaN net hessian": (["hessian", "{w}/nan"], "NaN or infinite weights"),
@@ -211,11 +220,11 @@ CASES = {
 
 @pytest.mark.parametrize("args, needle", CASES.values(), ids=CASES.keys())
 def test_hostile_input_is_one_line_exit_2(args, needle, world, run_cli):
-    code, out, err = run_cli([a.format(w=world) for a in args])
+    code, out, err = run_cli([a.format(w=world, cfg=CONFIGS) for a in args])
     assert code == 2, err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
     assert needle in err, err
-    assert not (world / "new").exists() and not (world / "r").exists()      # nothing half-made
+    assert not any((world / n).exists() for n in ("new", "r", "new.jsonl"))      # nothing half-made
 
 
 def test_dense_hessian_beyond_memory_is_refused_with_the_number(tmp_path, data_dir, run_cli, monkeypatch):

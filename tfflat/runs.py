@@ -178,17 +178,17 @@ def write_error(path, err: OSError) -> UserError:
     return UserError(f"cannot write to {path}: {why}; choose another `out`")
 
 
-def ensure_dir(path) -> Path:
-    """Create ``path`` (and parents) or fail with one clear line."""
+def ensure_dir(path, param: str = "out") -> Path:
+    """Create ``path`` (and parents) or fail with one clear line naming the parameter ``param``."""
     if path is None or str(path).strip() == "":
-        raise UserError("`out` is empty; give a directory or file name")
+        raise UserError(f"`{param}` is empty; give a directory or file name")
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe-", delete=True)
         probe.close()
     except OSError as err:
-        raise UserError(f"cannot write to {path}: {err.strerror or err}; choose another `out`") from None
+        raise UserError(f"cannot write to {path}: {err.strerror or err}; choose another `{param}`") from None
     return path
 
 

@@ -260,6 +260,15 @@ def test_bad_settings(bits, samples):
         sampling.sample(samples, bits)
 
 
+def test_impossible_sample_count_is_refused_up_front(monkeypatch):
+    monkeypatch.setenv("TFFLAT_MEMORY_GB", "8")
+    with pytest.raises(UserError, match=r"1e\+30 samples needs about [\d,]+ GB of memory but 8 GB"):
+        sampling.sample(10 ** 30, 7)
+    # the bound counts at most 2^(2^n) distinct functions: any number of samples of 2 bits fits
+    assert sampling.table_bytes(2, 10 ** 30) == 3 * 16 * 16
+    assert sampling.table_bytes(7, 10 ** 8) == 3 * 10 ** 8 * 24
+
+
 def test_bad_workers():
     with pytest.raises(UserError, match="workers"):
         sampling.sample(10, 3, workers=-1)

@@ -28,6 +28,13 @@ def test_measure_trains_to_f_and_resumes(tmp_path):
     again = top.measure(keys, [50, 5], [-0.3, -1.3], tmp_path / "top.jsonl", bits=2, seed=1)
     assert again == json.loads(json.dumps(rows, default=float))    # read back, nothing retrained
     assert len(runs.read_jsonl(tmp_path / "top.jsonl")) == 2
+    # a rerun on a bigger table: the functions swap ranks and get new counts; nothing is retrained,
+    # and the rows carry the new table's rank, count and prior (not the smaller run's)
+    bigger = top.measure(keys[::-1], [900, 100], [-0.05, -1.0], tmp_path / "top.jsonl", bits=2, seed=1)
+    assert [(r["rank"], r["function"], r["count"], r["log10_prior"]) for r in bigger] == [
+        (1, "e", 900, -0.05), (2, "0", 100, -1.0)]
+    assert bigger[0]["sharpness"] == again[1]["sharpness"] and bigger[1]["sharpness"] == again[0]["sharpness"]
+    assert len(runs.read_jsonl(tmp_path / "top.jsonl")) == 2
 
 
 def test_ep_on_two_bits_matches_the_exact_orthant_probability():

@@ -117,6 +117,8 @@ def test_cli_plot_sweep_writes_figures_and_tables(tmp_path, rng, capsys):
                                   "kendall_tau", "kendall_p"}
     expect = stats.correlation_table(pd.DataFrame(recs))
     saved = json.loads((out / "correlations.json").read_text())
+    assert list(saved)[:2] == ["format_version", "table"]
+    saved = saved["rows"]
     assert {r["experiment"] for r in saved} == {"FCN/MNIST"}
     assert [(r["optimizer"], r["pair"]) for r in saved] == [(r["optimizer"], r["pair"]) for r in expect]
     assert [r["pearson_r"] for r in saved] == pytest.approx([r["pearson_r"] for r in expect])

@@ -297,3 +297,26 @@ def test_resampled_sweep_trains_each_seed_on_its_own_A(tmp_path, mnist, data_dir
     result = fit(model, take(mnist, indices), exp.run_config("sgd", 10, 1))
     rec = recs["sgd/A10/seed1/over0"]
     assert result.zero_error_epoch == rec["zero_error_epoch"] and result.history[-1]["loss_S"] == rec["train_loss"]
+
+
+def test_points_claimed_by_another_sweep_are_not_run_twice(tmp_path, mnist, data_dir):
+    """Another process sweeping into the same file holds points 0 and 1: this sweep runs only point 2;
+    once that process is gone (killed: the kernel drops its claims) a rerun runs the other two."""
+    cfg = config.load(tiny(tmp_path, s=30, e=30, a=(0,), seeds=(0, 1, 2), extra=NO_MEASURE), data_dir=data_dir)
+    out = tmp_path / "r.jsonl"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(out) + '.claims'!r}, os.O_RDWR | os.O_CREAT, 0o644)\n"
+        "fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 2, 0, os.SEEK_SET)\n"
+        "print('ready', flush=True); time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        first = sweep.run(cfg, out, task=mnist)
+        assert (first["run"], first["elsewhere"], first["skipped"]) == (1, 2, 0)
+        assert [r["seed"] for r in runs.read_jsonl(out)] == [2]
+    finally:
+        holder.kill()
+        holder.wait()
+    second = sweep.run(cfg, out, task=mnist)
+    assert (second["run"], second["elsewhere"], second["skipped"]) == (2, 0, 1)
+    assert sorted(r["seed"] for r in runs.read_jsonl(out)) == [0, 1, 2]

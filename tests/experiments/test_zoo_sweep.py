@@ -191,6 +191,8 @@ def test_cli_plot_prints_the_measure_table(tmp_path, rng, capsys):
     fisher = next(line for line in out.splitlines() if line.startswith("fisher_rao_norm"))
     assert fisher.split()[-3:] == ["yes", "yes", "(expected)"]                  # not measured: the expected one
     saved = json.loads((tmp_path / "figs" / "measures.json").read_text())
+    assert list(saved)[:2] == ["format_version", "table"]
+    saved = saved["rows"]
     assert {r["measure"] for r in saved} == {"log10 P(f)", "path_norm", "fisher_rao_norm", "relative_flatness"}
     assert [r["measured_layerwise"] for r in saved if r["measure"] == "path_norm"] == [False, False]
     assert set(pd.read_csv(tmp_path / "figs" / "measures.csv").columns) >= {"optimizer", "measure", "tau",

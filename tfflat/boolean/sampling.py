@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from tfflat import defaults
+from tfflat import defaults, memory
 from tfflat.boolean.evaluator import default_batch, default_block, network
 from tfflat.boolean.stream import RNG
 from tfflat.boolean.table import Table, merge
@@ -34,7 +34,7 @@ from tfflat.errors import UserError
 
 def check_settings(bits: int, samples: int, widths=defaults.FCN_PRESETS["fcn"],
                    sigma_w: float = defaults.SIGMAS["boolean"][0], sigma_b: float = defaults.SIGMAS["boolean"][1]) -> None:
-    """Raise :class:`UserError` for settings that cannot be sampled."""
+    """Raise :class:`UserError` for settings that cannot be sampled (or counted in the memory there is)."""
     if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= defaults.BOOLEAN_MAX_BITS:
         raise UserError(f"--bits must be an integer between 1 and {defaults.BOOLEAN_MAX_BITS}, got {bits}")
     if not isinstance(samples, (int, np.integer)) or samples < 0:
@@ -43,6 +43,15 @@ def check_settings(bits: int, samples: int, widths=defaults.FCN_PRESETS["fcn"],
         raise UserError(f"hidden widths must be positive integers, got {tuple(widths)}")
     if not (sigma_w > 0 and sigma_b >= 0 and math.isfinite(sigma_w) and math.isfinite(sigma_b)):
         raise UserError(f"need σw > 0 and σb ≥ 0, got σw = {sigma_w}, σb = {sigma_b}")
+    memory.require(table_bytes(bits, samples), f"counting the functions of {float(samples):.3g} samples",
+                   "draw fewer `samples` (the paper: 10⁸)")
+
+
+def table_bytes(bits: int, samples: int) -> float:
+    """Memory to count ``samples`` functions at worst (every one distinct, at most 2^(2^n) of them):
+    a key of ⌈2ⁿ/64⌉ words and a count per function, three times over while chunks are merged."""
+    rows = min(int(samples), 2 ** min(2 ** int(bits), 64))
+    return 3.0 * rows * (8 * n_words(bits) + 8)
 
 
 PIECE = 2 ** 16                # samples per unit of work (rounded to whole blocks)

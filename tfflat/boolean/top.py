@@ -98,8 +98,11 @@ def measure(keys, counts, log10_priors, out, *, bits: int, seed: int = 0, widths
         raise UserError("need --max-epochs ≥ 1, --overtrain ≥ 0 and --batch-size ≥ 1")
     cfg = settings(bits, seed, widths, learning_rate, batch_size, max_epochs, overtrain, likelihood=likelihood)
     out = Path(out)
-    old = {(r.get("function"), r.get("rank")): r for r in runs.read_jsonl(out) if r.get("settings") == cfg}
-    rows = [old.get((k, i + 1)) for i, k in enumerate(keys)]
+    # a row measured before (same function, same settings) is reused; its rank, count and sampled
+    # prior are this table's (a rerun with more samples changes them, not what training measured)
+    old = {r.get("function"): r for r in runs.read_jsonl(out) if r.get("settings") == cfg}
+    rows = [None if k not in old else {**old[k], "rank": i + 1, "count": int(counts[i]),
+                                       "log10_prior": float(log10_priors[i])} for i, k in enumerate(keys)]
     todo = [i for i, r in enumerate(rows) if r is None]
     if todo:
         ep = ep_log10_priors([keys[i] for i in todo], bits, widths, likelihood)

@@ -237,11 +237,11 @@ def plot_results(paths, out_dir=None, invariance=None) -> dict:
     runs.ensure_dir(out_dir)
     tables = [out_dir / f"{name}.csv", out_dir / f"{name}.json"]
     runs.atomic_write(tables[0], pd.DataFrame(rows).to_csv(index=False))
-    runs.write_json(tables[1], rows)
+    runs.write_json(tables[1], {"table": name, "rows": rows})     # strict, versioned: pd.DataFrame(obj["rows"])
     if measures:
         tables += [out_dir / "measures.csv", out_dir / "measures.json"]
         runs.atomic_write(tables[-2], pd.DataFrame(measures).to_csv(index=False))
-        runs.write_json(tables[-1], measures)
+        runs.write_json(tables[-1], {"table": "measures", "rows": measures})
     return {"kind": kind, "records": int(len(ok)), "records_read": int(df.attrs["read"]),
             "duplicates": int(df.attrs["duplicates"]), "not_drawn": {str(k): int(v) for k, v in not_drawn.items()},
             "unconverged": sum(e["unconverged"] for e in experiments), "experiments": experiments,

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from tfflat import runs
@@ -188,18 +189,63 @@ def run(exp, out, shard_spec: tuple[int, int] = (1, 1), workers: int = 1, task=N
     With ``tensorboard`` (a folder), every record made now is also written as TensorBoard scalars
     (:mod:`tfflat.experiments.tensorboard`; each worker writes its own event files).
 
-    Returns a summary: points in the share, points run now, points skipped (already done), records
-    written, seconds.
+    Returns a summary: points in the share, points run now, points skipped (already done), points
+    being run ``elsewhere`` (claimed by another process sweeping into ``out``: :class:`Claims`),
+    records written, seconds.
     """
     from tfflat.experiments.config import check_data
 
     t0 = time.perf_counter()
+    if tensorboard:
+        runs.ensure_dir(tensorboard, "tensorboard")
     task = check_data(exp, task)
     done = results.open_results(exp, out, sidecar(exp, task))
-    share = shard(grid(exp), *shard_spec)
+    points = grid(exp)
+    share = shard(points, *shard_spec)
+    with Claims(out) as claims:
+        return _run_claimed(exp, out, task, points, share, done, claims, workers, progress, tensorboard, devices, t0)
+
+
+class Claims:
+    """Points of a sweep claimed by this process, so that sweeps started at the same time into the same
+    results file (twice by mistake, or shards on one machine) never compute a point twice.
+
+    A claim is a POSIX record lock (``fcntl.lockf``) on byte i of ``OUT.claims`` for grid point i,
+    taken without waiting and held until the sweep ends: the kernel releases it when the process
+    ends however it ends (kill -9 included), so there is nothing stale to clean up.
+    """
+
+    def __init__(self, out):
+        self.path = Path(f"{out}.claims")
+        self.fd = None
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        return self
+
+    def take(self, index: int) -> bool:
+        """Claim grid point ``index``; False when another process holds it."""
+        import fcntl
+
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, index, os.SEEK_SET)
+        except OSError:
+            return False
+        return True
+
+    def __exit__(self, *exc):
+        os.close(self.fd)            # closing releases every lock of this process on the file
+        self.fd = None
+
+
+def _run_claimed(exp, out, task, points, share, done, claims, workers, progress, tensorboard, devices, t0) -> dict:
+    index = {p: i for i, p in enumerate(points)}
     pending = todo(exp, share, done)
-    summary = {"points": len(share), "skipped": len(share) - len(pending), "run": len(pending),
-               "out": str(out), "workers": 1}
+    others = [p for p in pending if not claims.take(index[p])]
+    done = results.finished_keys(out)         # what finished while we claimed is not run again
+    pending = [p for p in todo(exp, share, done) if p not in others]
+    summary = {"points": len(share), "skipped": len(share) - len(pending) - len(others), "run": len(pending),
+               "elsewhere": len(others), "out": str(out), "workers": 1}
     if progress:
         progress(summary["skipped"], len(share), "")
     if pending:

@@ -36,6 +36,8 @@ def run(exp, out, tensorboard: str | None = None, task=None,
     from tfflat.experiments.session import Session
 
     t0 = time.perf_counter()
+    if tensorboard:
+        runs.ensure_dir(tensorboard, "tensorboard")
     task = check_data(exp, task)
     done = results.open_results(exp, out, sidecar(exp, task))
     session = None

@@ -47,7 +47,9 @@ class ScalarWriter:
     """Lazily opened ``tf.summary`` file writers under ``directory``, one per run name."""
 
     def __init__(self, directory):
-        self.directory = Path(directory)
+        from tfflat import runs
+
+        self.directory = runs.ensure_dir(directory, "tensorboard")   # before any work: a clear line if unwritable
         self._writers = {}
 
     def write(self, run: str, step: int, values: dict[str, float]) -> None:
