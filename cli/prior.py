@@ -128,8 +128,7 @@ def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed,
                                     tol=tol, max_sweeps=max_sweeps, check=True,
                                     progress=lambda s, lz: progress("ep", s, None, lz))
     finally:
-        if kbar.last:
-            kbar.close()
+        kbar.close()
         bar.close()
     written = write_out(out, out_rec)
     ep = out_rec["ep"]
