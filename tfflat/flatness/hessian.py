@@ -98,16 +98,7 @@ def _hvp(template, jit):
 
     def hv(w0, state, data, v, *, chunk):
         _, y, xp, yp, mp = data
-        tangents = objective.unflatten(v, w0)
-
-        def part(xb, yb, mb):
-            with tf.autodiff.ForwardAccumulator(w0, tangents) as acc:
-                with tf.GradientTape() as tape:
-                    tape.watch(w0)
-                    total = objective.loss_sum(template, w0, state, xb, yb, mb)
-                grads = tape.gradient(total, w0, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            return acc.jvp(grads, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
+        part = objective.hvp_part(template, w0, state, objective.unflatten(v, w0))
         out = objective.chunk_sum(part, xp, yp, mp, chunk)
         return objective.flatten(out) / tf.cast(tf.shape(y)[0], tf.float32)
 

@@ -228,6 +228,36 @@ def loss_sum(template, ws, state, xb, yb, mb):
     return tf.reduce_sum(template.head.loss(logits(template, ws, state, xb), yb) * mb)
 
 
+def value_grad_part(template, w0, state, d):
+    """``part(xb, yb, mb) -> [Σ loss, ∂/∂Δ …]`` at w0 + Δ (``d``: Δ per weight) over one chunk, for
+    :func:`chunk_sum`: the sharpness ascent's loss and gradient."""
+    import tensorflow as tf
+
+    def part(xb, yb, mb):
+        with tf.GradientTape() as tape:
+            tape.watch(d)
+            total = loss_sum(template, [w + dw for w, dw in zip(w0, d)], state, xb, yb, mb)
+        return [total] + tape.gradient(total, d, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    return part
+
+
+def hvp_part(template, w0, state, tangents):
+    """``part(xb, yb, mb) -> [(∇² Σ loss) v …]`` at w0 over one chunk (``tangents``: v per weight),
+    forward-over-reverse, for :func:`chunk_sum`."""
+    import tensorflow as tf
+
+    def part(xb, yb, mb):
+        with tf.autodiff.ForwardAccumulator(w0, tangents) as acc:
+            with tf.GradientTape() as tape:
+                tape.watch(w0)
+                total = loss_sum(template, w0, state, xb, yb, mb)
+            grads = tape.gradient(total, w0, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return acc.jvp(grads, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    return part
+
+
 def chunk_sum(part, xp, yp, mp, chunk: int):
     """Σ over chunks of ``part(xb, yb, mb)`` (a tensor or list of tensors), in one graph loop."""
     import tensorflow as tf

@@ -72,14 +72,7 @@ def value_grad(prob):
     tmpl = sh.template
 
     def replica(w0, state, chunks, delta):
-        d = objective.unflatten(delta, w0)
-
-        def part(xb, yb, mb):
-            with tf.GradientTape() as tape:
-                tape.watch(d)
-                total = objective.loss_sum(tmpl, [w + dw for w, dw in zip(w0, d)], state, xb, yb, mb)
-            return [total] + tape.gradient(total, d, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
+        part = objective.value_grad_part(tmpl, w0, state, objective.unflatten(delta, w0))
         out = _local_sum(sh, part, chunks)
         return out[0], objective.flatten(out[1:])
 
@@ -99,16 +92,7 @@ def hvp(prob):
     tmpl = sh.template
 
     def replica(w0, state, chunks, v):
-        tangents = objective.unflatten(v, w0)
-
-        def part(xb, yb, mb):
-            with tf.autodiff.ForwardAccumulator(w0, tangents) as acc:
-                with tf.GradientTape() as tape:
-                    tape.watch(w0)
-                    total = objective.loss_sum(tmpl, w0, state, xb, yb, mb)
-                grads = tape.gradient(total, w0, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            return acc.jvp(grads, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
+        part = objective.hvp_part(tmpl, w0, state, objective.unflatten(v, w0))
         return objective.flatten(_local_sum(sh, part, chunks))
 
     @tf.function

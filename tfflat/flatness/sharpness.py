@@ -302,14 +302,7 @@ def _value_grad(template, jit):
 
     def value_grad(w0, state, data, delta, *, chunk):
         _, y, xp, yp, mp = data
-        d = objective.unflatten(delta, w0)
-
-        def part(xb, yb, mb):
-            with tf.GradientTape() as tape:
-                tape.watch(d)
-                total = objective.loss_sum(template, [w + dw for w, dw in zip(w0, d)], state, xb, yb, mb)
-            return [total] + tape.gradient(total, d, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
+        part = objective.value_grad_part(template, w0, state, objective.unflatten(delta, w0))
         out = objective.chunk_sum(part, xp, yp, mp, chunk)
         n = tf.cast(tf.shape(y)[0], tf.float32)
         return out[0] / n, objective.flatten(out[1:]) / n

@@ -300,6 +300,13 @@ def redraw(model, seed: int) -> bool:
     pairs = _initialised_variables(model)
     if len(pairs) != len(model.weights):
         return False
+    _draw(pairs, seed)
+    return True
+
+
+def _draw(pairs, seed: int) -> None:
+    """Assign each variable of ``pairs`` ((variable, initializer)) a fresh draw of its initializer,
+    reseeded from ``seed`` in order."""
     rng = np.random.default_rng(seed)
     for var, init in pairs:
         config = init.get_config()
@@ -307,7 +314,6 @@ def redraw(model, seed: int) -> bool:
             config["seed"] = int(rng.integers(2 ** 31 - 1))
             init = type(init).from_config(config)
         var.assign(init(tuple(var.shape), dtype=var.dtype))
-    return True
 
 
 def private_copy(model, x=None):
@@ -411,14 +417,8 @@ def he_redraw(model, seed: int) -> None:
                 if var is not None:
                     put(var, tf.fill(tuple(var.shape), value))
     rest = [(v, init) for v, init in _initialised_variables(model) if id(v) not in done]
-    rng = np.random.default_rng(seed)
-    for var, init in rest:
-        config = init.get_config()
-        if "seed" in config:
-            config["seed"] = int(rng.integers(2 ** 31 - 1))
-            init = type(init).from_config(config)
-        var.assign(init(tuple(var.shape), dtype=var.dtype))
-        done.add(id(var))
+    _draw(rest, seed)
+    done.update(id(v) for v, _ in rest)
     missing = [v.path for v in model.weights if id(v) not in done]
     if missing:
         raise UserError(f"cannot He-initialise weight {missing[0]!r} of model {model.name!r} (no known initializer); "
