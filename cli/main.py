@@ -10,6 +10,7 @@ import importlib
 import os
 import re
 import sys
+import warnings
 
 import click
 
@@ -109,9 +110,14 @@ def cli():
         quiet_tensorflow_import()      # (EP on a kernel file needs only NumPy/SciPy: no TensorFlow start-up)
 
 
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {flag_text(str(message))}\n"
+
+
 def main(argv=None) -> None:
     """Console entry point: run the group, turning expected failures into one line + exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.formatwarning = _one_line     # a library warning during a long job: one line, not a stack frame
     try:
         cli.main(args=argv, prog_name="tfflat", standalone_mode=False)
     except UserError as err:
