@@ -37,6 +37,7 @@ PARAM_FLAGS = {
     "train": {"opt_args": "--opt-arg", "checkpoint_seconds": "--checkpoint-minutes"},
     "prior": {"seed": "--kernel-seed", "cache_dir": "--kernel-cache"},
     "rescale": {"units": "--neuron-wise"},
+    "boolean": {"rtol": "--sharpness-rtol", "window": "--sharpness-window", "max_epochs": "--sharpness-max-epochs"},
 }
 
 
