@@ -38,12 +38,14 @@ from .output import Progress, emit
               help="Evaluate the full-S loss after every ascent step or every epoch (sgd).")
 @click.option("--maxiter", type=int, default=defaults.LBFGSB_MAXITER, show_default=True,
               help="L-BFGS-B iterations (lbfgsb).")
+@click.option("--start", type=click.Choice(["corner", "zero"]), default="corner", show_default=True,
+              help="Where L-BFGS-B starts: the first-order corner of the box, or the weights themselves (lbfgsb).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Minibatch order of the ascent (sgd).")
 @click.option("--force", is_flag=True, help="Recompute even if RUN/flatness.json holds this result.")
 @click.option("--out", type=click.Path(), default=None, help="Also write the result as JSON to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
 def sharpness(model, data_file, dataset, data_dir, train_size, test_size, data_seed, head, method, zeta, lr, epochs,
-              rtol, window, max_epochs, batch_size, track, maxiter, seed, force, out, as_json):
+              rtol, window, max_epochs, batch_size, track, maxiter, start, seed, force, out, as_json):
     """Keskar sharpness of MODEL on its training set S (Def. 2.1; Table 1 defaults).
 
     100 · (max over the box |Δw_i| ≤ ζ(|w_i|+1) of L(w+Δw) − L(w)) / (1 + L(w)), L the mean
@@ -62,7 +64,7 @@ def sharpness(model, data_file, dataset, data_dir, train_size, test_size, data_s
     validate.seed("seed", seed)
     inputs = open_inputs(model, data_file, dataset, data_dir, train_size, test_size, data_seed, head)
     given = dict(zeta=zeta, lr=lr, epochs=epochs, batch_size=batch_size, track=track, seed=seed, maxiter=maxiter,
-                 rtol=rtol, max_epochs=max_epochs, window=window)
+                 rtol=rtol, max_epochs=max_epochs, window=window, start=start)
     bar = Progress(f"sharpness ({method})", None, "epochs" if method == "sgd" else "iterations")
     callback = (lambda done, best: bar.update(done, f"max loss {best:.6g}")) if bar.enabled else None
     try:
@@ -86,7 +88,8 @@ def sharpness(model, data_file, dataset, data_dir, train_size, test_size, data_s
                f"({s['steps']} steps; ≥ {s['epochs']}, {stop}: rtol {s['rtol']:g} over {s['window']}), "
                f"full-S loss tracked every {s['track']}")
     else:
-        how = f"L-BFGS-B, ζ {s['zeta']:g}, {s['iterations']} iterations ({s['evaluations']} evaluations)"
+        how = (f"L-BFGS-B from the {'first-order corner' if s.get('start') == 'corner' else 'weights'}, ζ {s['zeta']:g}, "
+               f"{s['iterations']} iterations ({s['evaluations']} evaluations)")
     note = record_note(record)
     summary = {"sharpness": record["sharpness"], "log10_sharpness": _num(record["log10_sharpness"]),
                "loss": record["loss"], "max_loss": record["max_loss"], "corner_loss": record["corner_loss"],

@@ -98,9 +98,11 @@ def test_the_stopping_rule_runs_the_ascent_to_the_box_maximum_of_a_convex_loss()
     assert res.trace[-2] - res.trace[-12] > 1e-4 * (res.trace[-2] - res.loss)      # … and not one epoch sooner
 
 
-def test_lbfgsb_at_a_tiny_box_equals_the_first_order_corner(tiny):
+@pytest.mark.parametrize("start", ["zero", "corner"])
+def test_lbfgsb_at_a_tiny_box_equals_the_first_order_corner(tiny, start):
     """ζ = 1e-6 (box radius ≪ scipy's pgtol): L is linear over the box to float32 precision, so its
-    maximum is the first-order corner w + ζ(|w|+1)·sign(∇L), computed here in float64."""
+    maximum is the first-order corner w + ζ(|w|+1)·sign(∇L), computed here in float64. From Δ = 0
+    L-BFGS-B must walk there (the unit-box rescaling: it used to stop at once, sharpness 0)."""
     model, x, y = tiny
     before = [w.copy() for w in model.get_weights()]
     grad, _ = exact_derivatives(before, x, y, hessian=False)
@@ -110,8 +112,8 @@ def test_lbfgsb_at_a_tiny_box_equals_the_first_order_corner(tiny):
     parts = np.split(corner, np.cumsum([w.size for w in before])[:-1])
     loss, corner_loss = loss64(before, x, y), loss64([c.reshape(w.shape) for c, w in zip(parts, before)], x, y)
     corner_sharpness = 100 * (corner_loss - loss) / (1 + loss)
-    res = sharpness(model, x, y, zeta=zeta, method="lbfgsb")
-    assert res.sharpness > 0 and res.settings["iterations"] >= 1
+    res = sharpness(model, x, y, zeta=zeta, method="lbfgsb", start=start)
+    assert res.sharpness > 0 and res.settings["start"] == start and res.settings["iterations"] >= (start == "zero")
     # the loss is float32: one ulp of L ≈ 1.1 is 2.5 % of the rise here, and the max picks up rounding
     assert res.sharpness == pytest.approx(corner_sharpness, rel=5e-2), (res.sharpness, corner_sharpness)
 
@@ -177,7 +179,7 @@ def test_table1_defaults():
     (dict(zeta=0.0), "ζ"), (dict(zeta=-1e-4), "ζ"), (dict(zeta=float("nan")), "ζ"), (dict(zeta=float("inf")), "ζ"),
     (dict(method="adam"), "method"), (dict(lr=0.0), "learning rate"), (dict(epochs=0), "epochs"),
     (dict(batch_size=0), "batch"), (dict(method="lbfgsb", maxiter=0), "maxiter"), (dict(track="never"), "track"),
-    (dict(rtol=-1.0), "rtol"), (dict(epochs=5, max_epochs=4), "max_epochs"), (dict(window=0), "window"),
+    (dict(method="lbfgsb", start="middle"), "start"), (dict(rtol=-1.0), "rtol"), (dict(epochs=5, max_epochs=4), "max_epochs"), (dict(window=0), "window"),
 ])
 def test_bad_settings(tiny, kw, needle):
     model, x, y = tiny
@@ -211,6 +213,6 @@ def test_settings_for_fills_in_table1():
                                                                           epochs=100, track="step", seed=0,
                                                                           rtol=1e-4, window=10, max_epochs=1000)
     assert settings_for("sgd", None, zeta=1e-3)["lr"] == 1e-3            # no task: the MNIST row
-    assert settings_for("lbfgsb", "boolean", "fcn", maxiter=3) == {"zeta": 1e-4, "maxiter": 3}
+    assert settings_for("lbfgsb", "boolean", "fcn", maxiter=3) == {"zeta": 1e-4, "maxiter": 3, "start": "corner"}
     with pytest.raises(UserError, match="`zeta`"):
         settings_for("sgd", "boolean", "fcn", zeta=-1.0)

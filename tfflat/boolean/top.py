@@ -198,5 +198,11 @@ def write_csv(path, rows: list[dict]) -> None:
             return repr(float(v))          # lossless: the figures and the summary use the same numbers
         return str(v)
 
-    lines = [",".join(COLUMNS)] + [",".join(fmt(r.get(c)) for c in COLUMNS) for r in rows]
-    runs.atomic_write(path, "\n".join(lines) + "\n")
+    import csv
+    import io
+
+    text = io.StringIO()
+    out = csv.writer(text, lineterminator="\n")          # quotes the notes' commas
+    out.writerow(COLUMNS)
+    out.writerows([fmt(r.get(c)) for c in COLUMNS] for r in rows)
+    runs.atomic_write(path, text.getvalue())

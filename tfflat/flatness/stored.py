@@ -22,13 +22,14 @@ FILE = "flatness"
 def sharpness_of_run(run, method: str = "sgd", *, zeta: float | None = None, lr: float | None = None,
                      epochs: int | None = None, batch_size: int | None = None, track: str = "step", seed: int = 0,
                      maxiter: int = defaults.LBFGSB_MAXITER, rtol: float = defaults.SHARPNESS_RTOL,
-                     max_epochs: int | None = None, window: int = defaults.SHARPNESS_WINDOW, force: bool = False,
+                     max_epochs: int | None = None, window: int = defaults.SHARPNESS_WINDOW, start: str = "corner",
+                     force: bool = False,
                      save: bool = True, callback: Callable[[int, float], None] | None = None) -> dict:
     """Keskar sharpness of a run's network on its S, with Table 1's settings for whatever is not given.
 
     Args:
       run: a run directory or :class:`tfflat.runs.Run`.
-      method, zeta, lr, epochs, batch_size, track, seed, maxiter, rtol, max_epochs, window: see
+      method, zeta, lr, epochs, batch_size, track, seed, maxiter, rtol, max_epochs, window, start: see
         :func:`tfflat.flatness.sharpness`;
         ``None`` takes Table 1's value for the run's task and model (:func:`~tfflat.flatness.sharpness.settings_for`).
       force: recompute even when ``RUN/flatness.json`` holds this result.
@@ -47,7 +48,7 @@ def sharpness_of_run(run, method: str = "sgd", *, zeta: float | None = None, lr:
     config = run.meta["config"]
     settings = settings_for(method, config["dataset"], config["model"], zeta=zeta, lr=lr, epochs=epochs,
                             batch_size=batch_size, track=track, seed=seed, maxiter=maxiter, rtol=rtol,
-                            max_epochs=max_epochs, window=window)
+                            max_epochs=max_epochs, window=window, start=start)
     fingerprint = weights_hash(run.model)
     stored = read(run.path).get("sharpness", {}).get(method)
     if not force and same(stored, settings, fingerprint):
