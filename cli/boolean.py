@@ -50,7 +50,8 @@ def _count(value: str, name: str) -> int:
 @click.option("--sharpness-window", type=int, default=defaults.SHARPNESS_WINDOW, show_default=True,
               help="Epochs over which the ascent's stopping rule measures the change.")
 @click.option("--sharpness-max-epochs", type=int, default=None,
-              help=f"Cap on the ascent's epochs [default: {defaults.SHARPNESS_MAX_EPOCHS}; 10: Table 1's fixed ascent].")
+              help=f"Cap on the ascent's epochs [default: {defaults.SHARPNESS_MAX_EPOCHS}; "
+                   "10: Table 1's fixed ascent].")
 @click.option("--out", type=click.Path(file_okay=False), default="results/boolean", show_default=True,
               help="Output folder (a rerun with the same settings resumes).")
 @click.option("--no-figures", is_flag=True, help="Skip the figures (draw them later with `tfflat plot OUT`).")
@@ -94,7 +95,8 @@ def boolean(samples, top, seed, bits, min_count, overtrain, likelihood, sharpnes
     try:
         summary = _run(out, samples=samples, top=top, seed=seed, bits=bits, min_count=min_count,
                       overtrain=overtrain, likelihood=likelihood, figures=not no_figures,
-                      sharpness={"rtol": sharpness_rtol, "window": sharpness_window, "max_epochs": sharpness_max_epochs},
+                      sharpness={"rtol": sharpness_rtol, "window": sharpness_window,
+                                 "max_epochs": sharpness_max_epochs},
                       sample_progress=sample_progress, top_progress=top_progress)
     finally:
         if tbar[0] is not None:
@@ -110,7 +112,9 @@ def boolean(samples, top, seed, bits, min_count, overtrain, likelihood, sharpnes
         lines.append(f"top {summary['top']} functions: {summary['top_table']} "
                      f"({summary['zero_error']} reached zero error; sharpness converged in "
                      f"{summary['sharpness_converged']})")
-        lines += [f"  rank {rank}: {note}" for rank, note in summary["sharpness_notes"].items()]
+        from .main import flag_text
+
+        lines += [f"  rank {rank}: {flag_text(note, command='boolean')}" for rank, note in summary["sharpness_notes"].items()]
         for name, label in (("log10_prior~log10_sharpness", "log10 P(f) vs log10 sharpness"),
                             ("log10_prior~log10_corner_sharpness", "log10 P(f) vs log10 corner sharpness"),
                             ("log10_prior~log10_spectral_norm", "log10 P(f) vs log10 ‖H‖"),

@@ -88,7 +88,8 @@ def sharpness(model, data_file, dataset, data_dir, train_size, test_size, data_s
                f"({s['steps']} steps; ≥ {s['epochs']}, {stop}: rtol {s['rtol']:g} over {s['window']}), "
                f"full-S loss tracked every {s['track']}")
     else:
-        how = (f"L-BFGS-B from the {'first-order corner' if s.get('start') == 'corner' else 'weights'}, ζ {s['zeta']:g}, "
+        start = "first-order corner" if s.get("start") == "corner" else "weights"
+        how = (f"L-BFGS-B from the {start}, ζ {s['zeta']:g}, "
                f"{s['iterations']} iterations ({s['evaluations']} evaluations)")
     note = record_note(record)
     summary = {"sharpness": record["sharpness"], "log10_sharpness": _num(record["log10_sharpness"]),

@@ -23,7 +23,7 @@ from tfflat.errors import UserError
 MEASURES = ("sharpness", "hessian", "prior")
 SETTINGS = {
     "sharpness": ("zeta", "method", "lr", "epochs", "batch_size", "track", "maxiter", "eval_batch", "rtol",
-                  "window", "max_epochs"),
+                  "window", "max_epochs", "start"),
     "hessian": ("top_k", "probes", "tol", "eval_batch"),
     "prior": ("kernel", "likelihood", "feature_layer", "sigma_w", "sigma_b", "samples", "kernel_seed", "delta",
               "cache_dir", "ep_method", "allow_unconverged"),
@@ -54,7 +54,7 @@ def measure(model, x_train, y_train=None, x_test=None, y_test=None, *, measures=
         :class:`UserError`).
       settings: ``seed`` (the ascent's minibatch order and the Hessian's start vectors; default 0);
         sharpness: ``zeta``, ``method``, ``lr``, ``epochs``, ``batch_size``, ``track``, ``maxiter``,
-        ``rtol``, ``window``, ``max_epochs`` (defaults: Table 1's MNIST row, ζ = 1e-4, lr 1e-3, at least
+        ``rtol``, ``window``, ``max_epochs``, ``start`` (defaults: Table 1's MNIST row, ζ = 1e-4, lr 1e-3, at least
         100 epochs until the maximum ceases to change, batch 32); Hessian: ``top_k``
         (default 50, at most the number of parameters), ``probes``, ``tol``; prior: ``kernel``,
         ``likelihood``, ``feature_layer``, ``sigma_w``, ``sigma_b``, ``samples``, ``kernel_seed``,

@@ -71,7 +71,8 @@ def test_lbfgsb_at_a_tiny_box_and_the_ascents_stopping_rule_on_a_trained_run(tmp
     s = json.loads(out)
     assert s["sharpness"] > 0 and s["settings"]["start"] == "corner"
     assert s["sharpness"] == pytest.approx(s["corner_sharpness"], rel=5e-2) and s["converged"]
-    code, out, err = run_cli(["sharpness", str(run), "--method", "lbfgsb", "--zeta", "1e-6", "--start", "zero", "--json"])
+    code, out, err = run_cli(["sharpness", str(run), "--method", "lbfgsb", "--zeta", "1e-6", "--start", "zero",
+                              "--json"])
     assert code == 0 and json.loads(out)["sharpness"] > 0 and json.loads(out)["settings"]["iterations"] >= 1, err
 
     code, out, err = run_cli(["sharpness", str(run), "--json", "--rtol", "1e-3", "--window", "5"])

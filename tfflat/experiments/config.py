@@ -141,7 +141,9 @@ class Train:
 
 @_section
 class Sharpness:
-    """``[sharpness]``: Keskar sharpness (Def. 2.1) at each ζ; the defaults are Table 1's."""
+    """``[sharpness]``: Keskar sharpness (Def. 2.1) at each ζ; the defaults are Table 1's, and the
+    ascent runs on after ``epochs`` until its maximum ceases to change (``rtol`` over ``window``
+    epochs, at most ``max_epochs``; :func:`tfflat.flatness.sharpness`)."""
 
     zeta: _grid(Positive, scalar_ok=True)          # one ζ in a sweep; several in a temporal run (Fig. S13)
     lr: Positive
@@ -470,7 +472,8 @@ def parse(raw: dict, path=None, quick: bool = False, data_dir: str | None = None
               f"(overtrain = {t.overtrain} epochs after zero error); lower it")
     sh = sections["sharpness"]
     if sh.max_epochs is not None and sh.max_epochs < sh.epochs:
-        _fail(path, "sharpness", "max_epochs", f"({sh.max_epochs}) must be ≥ epochs ({sh.epochs}), the ascent's minimum")
+        _fail(path, "sharpness", "max_epochs",
+              f"({sh.max_epochs}) must be ≥ epochs ({sh.epochs}), the ascent's minimum")
     if kind == "sweep" and len(sections["sharpness"].zeta) != 1:
         _fail(path, "sharpness", "zeta", "must be one number in a sweep (ζ sweeps are temporal runs)")
     name = Path(path).stem if path else "experiment"

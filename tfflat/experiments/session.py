@@ -229,7 +229,8 @@ def sharpness_fields(r, zeta: float, seconds: float) -> dict:
     tolerance stopped it, the corner's own sharpness, the losses behind them, and the ascent's
     running maximum per epoch (Fig. S10)."""
     return {"zeta": zeta, "sharpness": float(r.sharpness), "log10_sharpness": float(r.log10_sharpness),
-            "sharpness_converged": bool(r.converged), "sharpness_note": r.note, "sharpness_epochs": int(r.ascent_epochs),
+            "sharpness_converged": bool(r.converged), "sharpness_note": r.note,
+            "sharpness_epochs": int(r.ascent_epochs),
             "sharpness_stopped": bool(r.stopped_by_tolerance), "corner_sharpness": float(r.corner_sharpness),
             "sharpness_loss": float(r.loss), "max_loss": float(r.max_loss), "corner_loss": float(r.corner_loss),
             "ascent_trace": [float(v) for v in np.asarray(r.trace, np.float64).ravel()],

@@ -295,7 +295,8 @@ def sharpness(model, x, y=None, zeta: float = 1e-4, method: str = "sgd", lr: flo
 
 def not_converged_note(method: str, max_loss: float, corner_loss: float, stopped_by_tolerance: bool = True,
                        ascent_epochs: int | None = None, loss: float | None = None) -> str | None:
-    """Why a maximisation has not converged, in one sentence (None when it has; see :attr:`SharpnessResult.converged`)."""
+    """Why a maximisation has not converged, in one sentence (None when it has; see
+    :attr:`SharpnessResult.converged`)."""
     notes = []
     if max_loss < corner_loss - 1e-6 * abs(corner_loss):
         fix = "`lr` or `max_epochs`" if method == "sgd" else "`maxiter`"
