@@ -44,11 +44,20 @@ def _count(value: str, name: str) -> int:
 @click.option("--likelihood", type=click.Choice(list(LIKELIHOODS)), default=DEFAULT["likelihood"],
               show_default=True,
               help="EP likelihood of the GP check (heaviside: the orthant probability that sampling measures).")
+@click.option("--sharpness-rtol", type=float, default=defaults.SHARPNESS_RTOL, show_default=True,
+              help="Sharpness ascent: after Table 1's 10 epochs go on until the last --sharpness-window epochs "
+                   "raised the running maximum's rise by at most this fraction of it.")
+@click.option("--sharpness-window", type=int, default=defaults.SHARPNESS_WINDOW, show_default=True,
+              help="Epochs over which the ascent's stopping rule measures the change.")
+@click.option("--sharpness-max-epochs", type=int, default=None,
+              help=f"Cap on the ascent's epochs [default: {defaults.SHARPNESS_MAX_EPOCHS}; "
+                   "10: Table 1's fixed ascent].")
 @click.option("--out", type=click.Path(file_okay=False), default="results/boolean", show_default=True,
               help="Output folder (a rerun with the same settings resumes).")
 @click.option("--no-figures", is_flag=True, help="Skip the figures (draw them later with `tfflat plot OUT`).")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
-def boolean(samples, top, seed, bits, min_count, overtrain, likelihood, out, no_figures, as_json):
+def boolean(samples, top, seed, bits, min_count, overtrain, likelihood, sharpness_rtol, sharpness_window,
+            sharpness_max_epochs, out, no_figures, as_json):
     """Sample P(f) of an n-bit 7-40-40-1 ReLU FCN (σw = 1, σb = 0.1) and measure its top functions.
 
     \b
@@ -88,12 +97,14 @@ def boolean(samples, top, seed, bits, min_count, overtrain, likelihood, out, no_
     try:
         summary = _run(out, samples=samples, top=top, seed=seed, bits=bits, min_count=min_count,
                       overtrain=overtrain, likelihood=likelihood, figures=not no_figures,
+                      sharpness={"rtol": sharpness_rtol, "window": sharpness_window,
+                                 "max_epochs": sharpness_max_epochs},
                       sample_progress=sample_progress, top_progress=top_progress)
     finally:
         if tbar[0] is not None:
             tbar[0].close()
     keys = ("samples", "distinct", "seconds", "samples_per_second", "table", "table_rows", "top", "top_table",
-            "correlations", "figures")
+            "zero_error", "sharpness_converged", "sharpness_notes", "correlations", "figures")
     result = {k: summary[k] for k in keys if k in summary}
     lines = [f"{summary['samples']} samples, {summary['distinct']} distinct functions, "
              f"{summary['seconds']:.1f}s ({summary['samples_per_second']:,.0f} samples/s)",
@@ -101,7 +112,11 @@ def boolean(samples, top, seed, bits, min_count, overtrain, likelihood, out, no_
     if summary.get("top_table"):
         c = summary["correlations"]
         lines.append(f"top {summary['top']} functions: {summary['top_table']} "
-                     f"({summary['zero_error']} reached zero error)")
+                     f"({summary['zero_error']} reached zero error; sharpness converged in "
+                     f"{summary['sharpness_converged']})")
+        from .main import flag_text
+
+        lines += [f"  rank {rank}: {flag_text(note, command='boolean')}" for rank, note in summary["sharpness_notes"].items()]
         for name, label in (("log10_prior~log10_sharpness", "log10 P(f) vs log10 sharpness"),
                             ("log10_prior~log10_corner_sharpness", "log10 P(f) vs log10 corner sharpness"),
                             ("log10_prior~log10_spectral_norm", "log10 P(f) vs log10 ‖H‖"),

@@ -25,19 +25,29 @@ from .output import Progress, emit
               help="Projected SGD ascent (the paper's) or L-BFGS-B (Keskar et al.'s).")
 @click.option("--zeta", type=float, default=None, help="Box size ζ > 0 (default: Table 1 for the task/model).")
 @click.option("--lr", type=float, default=None, help="Ascent learning rate (sgd; default: Table 1).")
-@click.option("--epochs", type=int, default=None, help="Passes over S (sgd; default: Table 1).")
+@click.option("--epochs", type=int, default=None, help="Fewest passes over S (sgd; default: Table 1).")
+@click.option("--rtol", type=float, default=defaults.SHARPNESS_RTOL, show_default=True,
+              help="Stopping rule (sgd): go on after --epochs until the last --window epochs raised the running "
+                   "maximum's rise by at most this fraction of it (the paper: 'the max value ceases to change').")
+@click.option("--window", type=int, default=defaults.SHARPNESS_WINDOW, show_default=True,
+              help="Epochs over which the stopping rule measures the change (sgd).")
+@click.option("--max-epochs", type=int, default=None,
+              help=f"Cap on the ascent's epochs (sgd; default: max(--epochs, {defaults.SHARPNESS_MAX_EPOCHS}); "
+                   "equal to --epochs: a fixed-length ascent).")
 @click.option("--batch-size", type=int, default=None, help="Ascent minibatch size (sgd; default: Table 1).")
 @click.option("--track", type=click.Choice(["step", "epoch"]), default="step", show_default=True,
               help="Evaluate the full-S loss after every ascent step or every epoch (sgd).")
 @click.option("--maxiter", type=int, default=defaults.LBFGSB_MAXITER, show_default=True,
               help="L-BFGS-B iterations (lbfgsb).")
+@click.option("--start", type=click.Choice(["corner", "zero"]), default="corner", show_default=True,
+              help="Where L-BFGS-B starts: the first-order corner of the box, or the weights themselves (lbfgsb).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Minibatch order of the ascent (sgd).")
 @click.option("--force", is_flag=True, help="Recompute even if RUN/flatness.json holds this result.")
 @devices_option
 @click.option("--out", type=click.Path(), default=None, help="Also write the result as JSON to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
 def sharpness(model, data_file, dataset, data_dir, train_size, test_size, data_seed, head, method, zeta, lr, epochs,
-              batch_size, track, maxiter, seed, force, devices, out, as_json):
+              rtol, window, max_epochs, batch_size, track, maxiter, start, seed, force, devices, out, as_json):
     """Keskar sharpness of MODEL on its training set S (Def. 2.1; Table 1 defaults).
 
     100 · (max over the box |Δw_i| ≤ ζ(|w_i|+1) of L(w+Δw) − L(w)) / (1 + L(w)), L the mean
@@ -50,12 +60,13 @@ def sharpness(model, data_file, dataset, data_dir, train_size, test_size, data_s
     from tfflat import validate
     from tfflat.flatness import sharpness as measure
     from tfflat.flatness import sharpness_of_run
-    from tfflat.flatness.sharpness import settings_for
+    from tfflat.flatness.sharpness import record_note, settings_for
 
     check_out(out)
     validate.seed("seed", seed)
     inputs = open_inputs(model, data_file, dataset, data_dir, train_size, test_size, data_seed, head)
-    given = dict(zeta=zeta, lr=lr, epochs=epochs, batch_size=batch_size, track=track, seed=seed, maxiter=maxiter)
+    given = dict(zeta=zeta, lr=lr, epochs=epochs, batch_size=batch_size, track=track, seed=seed, maxiter=maxiter,
+                 rtol=rtol, max_epochs=max_epochs, window=window, start=start)
     bar = Progress(f"sharpness ({method})", None, "epochs" if method == "sgd" else "iterations")
     callback = (lambda done, best: bar.update(done, f"max loss {best:.6g}")) if bar.enabled else None
     try:
@@ -64,7 +75,7 @@ def sharpness(model, data_file, dataset, data_dir, train_size, test_size, data_s
                 record = sharpness_of_run(inputs.opened.run, method, force=force, callback=callback, **given)
             else:
                 settings = settings_for(method, inputs.task, "fcn", **given)
-                bar.total = settings.get("epochs", maxiter)
+                bar.total = settings.get("max_epochs", maxiter)
                 result = measure(inputs.model, inputs.arrays["x_train"], inputs.arrays["y_train"], method=method,
                                  head=head, callback=callback, **settings)
                 record = {**result.to_dict(), "stored": False, "file": None}
@@ -73,14 +84,21 @@ def sharpness(model, data_file, dataset, data_dir, train_size, test_size, data_s
     written = write_out(out, record)
     s = record["settings"]
     if method == "sgd":
-        how = (f"sgd, ζ {s['zeta']:g}, lr {s['lr']:g}, batch {s['batch_size']}, {s['epochs']} epochs "
-               f"({s['steps']} steps), full-S loss tracked every {s['track']}")
+        stop = ("the max ceased to change" if record["stopped_by_tolerance"]
+                else f"cap {s['max_epochs']} reached before the max ceased to change")
+        how = (f"sgd, ζ {s['zeta']:g}, lr {s['lr']:g}, batch {s['batch_size']}, {record['ascent_epochs']} epochs "
+               f"({s['steps']} steps; ≥ {s['epochs']}, {stop}: rtol {s['rtol']:g} over {s['window']}), "
+               f"full-S loss tracked every {s['track']}")
     else:
-        how = f"L-BFGS-B, ζ {s['zeta']:g}, {s['iterations']} iterations ({s['evaluations']} evaluations)"
-    converged = record["max_loss"] >= record["corner_loss"] * (1 - 1e-6)
+        start = "first-order corner" if s.get("start") == "corner" else "weights"
+        how = (f"L-BFGS-B from the {start}, ζ {s['zeta']:g}, "
+               f"{s['iterations']} iterations ({s['evaluations']} evaluations)")
+    note = record_note(record)
     summary = {"sharpness": record["sharpness"], "log10_sharpness": _num(record["log10_sharpness"]),
                "loss": record["loss"], "max_loss": record["max_loss"], "corner_loss": record["corner_loss"],
-               "converged": converged, "method": method, "head": s.get("head", "logit"),
+               "corner_sharpness": 100.0 * (record["corner_loss"] - record["loss"]) / (1.0 + record["loss"]),
+               "converged": note is None, "note": note, "ascent_epochs": record["ascent_epochs"],
+               "stopped_by_tolerance": record["stopped_by_tolerance"], "method": method, "head": s.get("head", "logit"),
                "seconds": round(record["seconds"], 3), "settings": s, "stored": record["stored"],
                "file": record["file"] or written}
     lines = [f"sharpness {record['sharpness']:.6g} (log10 {_num(record['log10_sharpness']):.4f})  [{how}]",

@@ -39,7 +39,8 @@ PARAM_FLAGS = {
     "train": {"opt_args": "--opt-arg", "checkpoint_seconds": "--checkpoint-minutes"},
     "prior": {"seed": "--kernel-seed", "cache_dir": "--kernel-cache", "init": "--kernel-init"},
     "rescale": {"units": "--neuron-wise"},
-    "boolean": {"state_dir": "--out"},
+    "boolean": {"state_dir": "--out", "rtol": "--sharpness-rtol", "window": "--sharpness-window",
+                "max_epochs": "--sharpness-max-epochs"},
 }
 
 

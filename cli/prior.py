@@ -3,6 +3,7 @@ data, or a kernel and labels you bring."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -55,6 +56,8 @@ def _load_array(path: str, what: str):
               help="EP schedule: sequential (R&W Alg. 3.5) or damped parallel updates.")
 @click.option("--tol", type=float, default=None, help="Stop when |Δ ln Z| ≤ tol·max(1, |ln Z|) [default: 1e-6].")
 @click.option("--max-sweeps", type=int, default=None, help="Cap on EP sweeps [default: 100].")
+@click.option("--allow-unconverged", is_flag=True,
+              help="Accept an EP that reached --max-sweeps unconverged (reported as converged: false) instead of an error.")
 @click.option("--delta", type=float, default=defaults.PAC_BAYES_DELTA, show_default=True,
               help="δ of the PAC-Bayes bound (eq. 4).")
 @click.option("--kernel-init", type=click.Choice(["default", "model", "he"]), default="default", show_default=True,
@@ -67,13 +70,16 @@ def _load_array(path: str, what: str):
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
 def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed, head, kernel_file, labels_file,
           likelihood, kernel, kernel_cache, samples, kernel_seed, feature_layer, sigma_w, sigma_b, method, tol,
-          max_sweeps, delta, kernel_init, batchnorm, devices, out, as_json):
+          max_sweeps, allow_unconverged, delta, kernel_init, batchnorm, devices, out, as_json):
     """log P(f) of a trained network's function on S + E (true labels on S, its predictions on E).
 
     \b
     tfflat prior RUN                                  writes RUN/prior.json
     tfflat prior m.keras --data d.npz                 any Keras binary classifier, your data
     tfflat prior --kernel-file K.npy --labels y.npy   any kernel and 0/1 labelling
+
+    Beside it, the GP's own error on E (gp_test_error): the EP classifier on the same kernel, fitted
+    on S's labels, predicting E's true labels (for a run, or a model with y_test).
     """
     from tfflat.errors import UserError
 
@@ -108,7 +114,8 @@ def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed,
                                         "kernel (use --kernel)")
                     out_rec = log_prior_of_run(inputs.opened.run, kernel, likelihood, cache_dir=kernel_cache, delta=delta,
                                                method=method, tol=tol, max_sweeps=max_sweeps, samples=samples,
-                                               seed=kernel_seed, save=True, progress=progress, **sampling)
+                                               seed=kernel_seed, save=True, allow_unconverged=allow_unconverged,
+                                               progress=progress, **sampling)
                     where = out_rec["file"]
                 else:
                     a = inputs.arrays
@@ -117,7 +124,7 @@ def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed,
                                                  feature_layer=feature_layer, sigma_w=sigma_w, sigma_b=sigma_b,
                                                  samples=samples, seed=kernel_seed, cache_dir=kernel_cache,
                                                  delta=delta, method=method, tol=tol, max_sweeps=max_sweeps,
-                                                 progress=progress, **sampling)
+                                                 allow_unconverged=allow_unconverged, progress=progress, **sampling)
                 kind = out_rec["kernel"]["kind"]
             else:
                 from tfflat.prior import log_prior
@@ -125,7 +132,7 @@ def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed,
                 k = _load_array(kernel_file, "kernel")
                 y = _load_array(labels_file, "labels")
                 out_rec = log_prior(k, y, likelihood, train_size=train_size, delta=delta, method=method,
-                                    tol=tol, max_sweeps=max_sweeps, check=True,
+                                    tol=tol, max_sweeps=max_sweeps, check=True, allow_unconverged=allow_unconverged,
                                     progress=lambda s, lz: progress("ep", s, None, lz))
     finally:
         kbar.close()
@@ -135,7 +142,10 @@ def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed,
     summary = {"log10_prior": out_rec["log10_prior"], "ln_prior": out_rec["ln_prior"],
                "pac_bayes_bound": out_rec["pac_bayes_bound"], "converged": out_rec["converged"],
                "likelihood": likelihood, "sweeps": out_rec["sweeps"], "n": out_rec["n"],
+               "gp_test_error": out_rec.get("gp_test_error"), "message": ep.get("message") or None,
                "seconds": round(ep["seconds"], 3)}
+    if out_rec.get("gp_test_error_note"):
+        summary["gp_test_error_note"] = out_rec["gp_test_error_note"]
     if model is not None:
         summary.update(kernel=kind, model=str(model), file=where or written)
         if "function" in out_rec:
@@ -146,7 +156,15 @@ def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed,
     state = "converged" if out_rec["converged"] else f"NOT converged ({ep['message'] or 'sweep cap reached'})"
     lines = [(f"log10 P(f) = {out_rec['log10_prior']:.4f}   (ln P(f) = {out_rec['ln_prior']:.4f}; {likelihood} "
               f"likelihood, n = {out_rec['n']}, EP {method}: {out_rec['sweeps']} sweeps, {state})")]
+    if out_rec["ln_prior"] == -math.inf:
+        lines.append(f"P(f) = 0: {ep.get('message') or 'EP found no mass on this labelling'}")
     if out_rec["pac_bayes_bound"] is not None:
         lines.append(f"PAC-Bayes bound (δ = {delta}): error on E ≤ {out_rec['pac_bayes_bound']:.4f}")
+    if out_rec.get("gp_test_error") is not None:
+        lines.append(f"GP (EP classifier on the same kernel, fitted on S) error on E: {out_rec['gp_test_error']:.4f}"
+                     + (f"   (the network's: {1 - summary['test_accuracy']:.4f})"
+                        if summary.get("test_accuracy") is not None else ""))
+    elif out_rec.get("gp_test_error_note"):
+        lines.append(f"GP error on E: not available ({out_rec['gp_test_error_note']})")
     lines += [f"written to {f}" for f in (where, written) if f]
     emit(summary, as_json, lines)

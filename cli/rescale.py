@@ -9,7 +9,10 @@ from .output import emit
 
 @click.command()
 @click.argument("model", metavar="MODEL", type=click.Path())
-@click.option("--alpha", type=float, required=True, help="Scale factor α > 0 (Fig. 5: 5.9).")
+@click.option("--alpha", type=float, required=True,
+              help="α > 0 of App. F eq. (9), applied as written: W_i, b_i × α and W_{i+1} ÷ α. Fig. 5's "
+                   "rescaling (α = 5.9, the authors' code and [temporal] rescale_direction = \"inverse\": "
+                   "W_1/5.9, b_1/5.9, 5.9·W_2) is --alpha 0.16949 (1/5.9).")
 @click.option("--layer", type=int, default=1, show_default=True,
               help="Hidden Dense layer i (1-based): W_i, b_i × α and W_{i+1} ÷ α.")
 @click.option("--neuron-wise", "units", default=None, metavar="UNITS",
@@ -25,7 +28,9 @@ def rescale(model, alpha, layer, units, out, data_file, data_dir, as_json):
     """Rescale MODEL's network without changing its function and save it as a new run or .keras file.
 
     MODEL is a tfflat run (saved as a new run directory --out) or a .keras file / ModelCheckpoint
-    folder (saved as the new .keras file --out).
+    folder (saved as the new .keras file --out). The factor is eq. (9)'s, applied as written
+    ((W_i, b_i, W_{i+1}) → (αW_i, αb_i, W_{i+1}/α)); the temporal configs' "inverse" direction
+    (Fig. 5, S11, S13, S14) is --alpha 1/α.
     """
     from pathlib import Path
 

@@ -179,6 +179,23 @@ def test_record_keys_inputs_and_bad_requests():
         tfflat.measure(model, x, y + 1)
 
 
+def test_the_prior_record_carries_the_gps_own_test_error():
+    from tfflat.prior import EPClassifier, kernel_of_model, model_kernel_params
+
+    keras.utils.set_random_seed(2)
+    x, y = data((4,))
+    xt, yt = data((4,), seed=1)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
+    rec = tfflat.measure(model, x, y, xt, yt, measures=("prior",))
+    xx = np.concatenate([x, xt])
+    params = model_kernel_params(model, n=len(xx))
+    k = kernel_of_model(model, xx, params)
+    assert params["kind"] == "analytic"
+    pred = EPClassifier(k[:N, :N]).fit(y).predict(k[N:, :N], np.diagonal(k)[N:])
+    assert rec["gp_test_error"] == pytest.approx(np.mean(pred != yt), abs=1e-12) and rec["gp_test_error"] < 0.5
+    assert tfflat.measure(model, x, y, xt, measures=("prior",))["gp_test_error"] is None        # no y_test
+
+
 def test_import_stays_light():
     import subprocess
     import sys

@@ -22,16 +22,19 @@ from tfflat.errors import UserError
 
 MEASURES = ("sharpness", "hessian", "prior")
 SETTINGS = {
-    "sharpness": ("zeta", "method", "lr", "epochs", "batch_size", "track", "maxiter", "eval_batch"),
+    "sharpness": ("zeta", "method", "lr", "epochs", "batch_size", "track", "maxiter", "eval_batch", "rtol",
+                  "window", "max_epochs", "start"),
     "hessian": ("top_k", "probes", "tol", "eval_batch"),
     "prior": ("kernel", "likelihood", "feature_layer", "sigma_w", "sigma_b", "samples", "kernel_seed", "delta",
-              "cache_dir", "ep_method"),
+              "cache_dir", "ep_method", "allow_unconverged"),
     "": ("seed",),
 }
 KEYS = ("head", "classes", "train_size", "test_size", "parameters", "train_accuracy", "test_accuracy",
-        "loss", "sharpness", "log10_sharpness", "sharpness_converged", "corner_sharpness", "max_loss",
+        "loss", "sharpness", "log10_sharpness", "sharpness_converged", "sharpness_note", "sharpness_epochs",
+        "corner_sharpness", "max_loss",
         "spectral_norm", "log10_top_product", "hessian_trace", "hessian_trace_stderr", "top_eigenvalues",
-        "log10_prior", "ln_prior", "pac_bayes_bound", "prior_converged", "likelihood", "kernel", "seconds")
+        "log10_prior", "ln_prior", "pac_bayes_bound", "prior_converged", "gp_test_error", "likelihood", "kernel",
+        "seconds")
 
 
 def measure(model, x_train, y_train=None, x_test=None, y_test=None, *, measures=None, head=None,
@@ -50,14 +53,18 @@ def measure(model, x_train, y_train=None, x_test=None, y_test=None, *, measures=
         binary classifiers (it is the prior of a binary function; asking for it for a K-class model is a
         :class:`UserError`).
       settings: ``seed`` (the ascent's minibatch order and the Hessian's start vectors; default 0);
-        sharpness: ``zeta``, ``method``, ``lr``, ``epochs``, ``batch_size``, ``track``, ``maxiter``
-        (defaults: Table 1's MNIST row, ζ = 1e-4, lr 1e-3, 100 epochs, batch 32); Hessian: ``top_k``
+        sharpness: ``zeta``, ``method``, ``lr``, ``epochs``, ``batch_size``, ``track``, ``maxiter``,
+        ``rtol``, ``window``, ``max_epochs``, ``start`` (defaults: Table 1's MNIST row, ζ = 1e-4, lr 1e-3, at least
+        100 epochs until the maximum ceases to change, batch 32); Hessian: ``top_k``
         (default 50, at most the number of parameters), ``probes``, ``tol``; prior: ``kernel``,
         ``likelihood``, ``feature_layer``, ``sigma_w``, ``sigma_b``, ``samples``, ``kernel_seed``,
-        ``delta``, ``cache_dir``, ``ep_method``; ``eval_batch`` for both flatness measures.
+        ``delta``, ``cache_dir``, ``ep_method``, ``allow_unconverged``; ``eval_batch`` for both flatness
+        measures.
     Returns:
       A dict with the keys of ``KEYS``: ``None`` for what was not measured. ``sharpness_converged`` is
-      False when the ascent ended below the box's first-order corner (a warning is issued too).
+      False when the ascent ended below the box's first-order corner or reached ``max_epochs`` before
+      its maximum ceased to change (``sharpness_note`` says which; a warning is issued too).
+      ``gp_test_error``: the GP's own error on E (needs ``y_test``).
     """
     from tfflat import flatness, runs, validate
     from tfflat.data.arrays import as_arrays, check_inputs
@@ -94,7 +101,8 @@ def measure(model, x_train, y_train=None, x_test=None, y_test=None, *, measures=
         kw = pick("sharpness")
         r = flatness.sharpness(net, xs, ys, seed=seed, head=lin, **kw)
         record.update(sharpness=r.sharpness, log10_sharpness=r.log10_sharpness, sharpness_converged=r.converged,
-                      corner_sharpness=r.corner_sharpness, loss=r.loss, max_loss=r.max_loss)
+                      sharpness_note=r.note, sharpness_epochs=r.ascent_epochs, corner_sharpness=r.corner_sharpness,
+                      loss=r.loss, max_loss=r.max_loss)
     if "hessian" in wanted:
         kw = pick("hessian")
         kw.setdefault("top_k", min(defaults.HESSIAN_TOP_K, record["parameters"]))
@@ -110,9 +118,10 @@ def measure(model, x_train, y_train=None, x_test=None, y_test=None, *, measures=
             kw["seed"] = kw.pop("kernel_seed")
         if "ep_method" in kw:
             kw["method"] = kw.pop("ep_method")
-        r = log_prior_of_model(model, xs, ys, xe, None, head=h, **kw)
+        r = log_prior_of_model(model, xs, ys, xe, ye, head=h, **kw)
         record.update(log10_prior=r["log10_prior"], ln_prior=r["ln_prior"], pac_bayes_bound=r["pac_bayes_bound"],
-                      prior_converged=r["converged"], likelihood=r["likelihood"], kernel=r["kernel"]["kind"])
+                      prior_converged=r["converged"], gp_test_error=r["gp_test_error"], likelihood=r["likelihood"],
+                      kernel=r["kernel"]["kind"])
     record["seconds"] = time.perf_counter() - t0
     return record
 

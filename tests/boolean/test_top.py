@@ -23,6 +23,11 @@ def test_measure_trains_to_f_and_resumes(tmp_path):
         assert r["corner_sharpness"] > 0
         assert math.isclose(r["log10_corner_sharpness"], math.log10(r["corner_sharpness"]))
         assert r["log10_prior_ep"] < 0
+        # the ascent's stopping rule: Table 1's 10 epochs at least, then until the maximum ceases to change
+        assert 10 <= r["sharpness_epochs"] <= 1000 and isinstance(r["sharpness_stopped"], bool)
+        assert r["sharpness_converged"] == (r["sharpness_note"] is None)
+        assert r["settings"]["sharpness"] == dict(zeta=1e-4, batch_size=16, lr=1e-3, epochs=10, rtol=1e-4, window=10,
+                                                  max_epochs=1000)
     # EP on the NNGP kernel: the constant function is the more probable one, by a margin
     assert rows[0]["log10_prior_ep"] > rows[1]["log10_prior_ep"] + 0.5
     again = top.measure(keys, [50, 5], [-0.3, -1.3], tmp_path / "top.jsonl", bits=2, seed=1)
@@ -35,6 +40,15 @@ def test_measure_trains_to_f_and_resumes(tmp_path):
         (1, "e", 900, -0.05), (2, "0", 100, -1.0)]
     assert bigger[0]["sharpness"] == again[1]["sharpness"] and bigger[1]["sharpness"] == again[0]["sharpness"]
     assert len(runs.read_jsonl(tmp_path / "top.jsonl")) == 2
+    # Table 1's fixed ten epochs: new settings, so new rows; a note for each that did not converge
+    fixed = top.measure(keys, [50, 5], [-0.3, -1.3], tmp_path / "top.jsonl", bits=2, seed=1,
+                        sharpness={"max_epochs": 10})
+    assert [r["sharpness_epochs"] for r in fixed] == [10, 10] and len(runs.read_jsonl(tmp_path / "top.jsonl")) == 4
+    assert all(r["sharpness_converged"] or "max_epochs" in r["sharpness_note"] or "corner" in r["sharpness_note"]
+               for r in fixed)
+    top.write_csv(tmp_path / plots.TOP, fixed + [{**fixed[0], "sharpness_note": "a, b; c"}])
+    back = plots.read_top(tmp_path / plots.TOP)
+    assert [r["sharpness_note"] for r in back] == [r["sharpness_note"] or None for r in fixed] + ["a, b; c"]
 
 
 def test_ep_on_two_bits_matches_the_exact_orthant_probability():

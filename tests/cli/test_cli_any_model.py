@@ -40,18 +40,23 @@ def test_sharpness_hessian_prior_of_a_keras_file(files, run_cli):
     from tfflat.runs import load_keras
 
     m, d = files / "m.keras", files / "d.npz"
-    code, out, err = run_cli(["sharpness", m, "--data", d, "--json", "--epochs", "3", "--out", files / "s.json"])
+    code, out, err = run_cli(["sharpness", m, "--data", d, "--json", "--epochs", "3", "--max-epochs", "3",
+                              "--out", files / "s.json"])
     assert code == 0, err
     summary = json.loads(out)
     assert summary["head"] == "sigmoid" and summary["settings"]["epochs"] == 3 and summary["file"].endswith("s.json")
     model = load_keras(m)
     a = np.load(d)
-    ref = sharpness(model, a["x_train"], a["y_train"], zeta=1e-4, lr=1e-3, epochs=3, batch_size=32)
+    ref = sharpness(model, a["x_train"], a["y_train"], zeta=1e-4, lr=1e-3, epochs=3, batch_size=32, max_epochs=3)
     assert summary["log10_sharpness"] == pytest.approx(ref.log10_sharpness, rel=1e-6)
     assert json.loads((files / "s.json").read_text())["sharpness"] == summary["sharpness"]
-    # 3 epochs do not reach the box's first-order corner here: the library's warning, in flags
-    assert not ref.converged and not summary["converged"]
-    assert "warning: the sharpness maximiser ended below" in err and "raise --lr or --epochs" in err
+    # 3 fixed epochs do not reach the box's first-order corner here: the library's warning, in flags
+    assert not ref.converged and not summary["converged"] and summary["note"] == ref.note
+    assert "warning: the sharpness maximiser ended below" in err and "raise --lr or --max-epochs" in err
+    # the stopping rule runs on until the maximum ceases to change, and there it reaches the corner
+    code, out, err = run_cli(["sharpness", m, "--data", d, "--json", "--epochs", "3"])
+    summary = json.loads(out)
+    assert code == 0 and summary["converged"] and summary["ascent_epochs"] > 3 and "warning" not in err, err
 
     code, out, err = run_cli(["hessian", m, "--data", d, "--json", "--top-k", "3", "--probes", "4"])
     assert code == 0, err

@@ -27,7 +27,7 @@ attack_sizes = {a}
 seeds = {seeds}
 overtrain_epochs = {over}
 """
-MEASURE = "[sharpness]\nepochs = 2\n[prior]\nlikelihood = \"probit\"\n"
+MEASURE = "[sharpness]\nepochs = 2\nmax_epochs = 2\n[prior]\nlikelihood = \"probit\"\n"
 NO_MEASURE = "[sharpness]\nenabled = false\n[prior]\nenabled = false\n"
 
 
@@ -41,7 +41,8 @@ RECORD_KEYS = {"key", "experiment", "quick", "dataset", "model", "optimizer", "a
                "overtrain", "epoch", "zero_error_epoch", "attack_resample",
                "train_accuracy", "attack_accuracy", "test_accuracy", "generalization_error", "train_loss",
                "sharpness", "log10_sharpness", "zeta", "sharpness_converged", "corner_sharpness", "sharpness_loss",
-               "max_loss", "corner_loss", "ascent_trace", "log10_prior", "ln_prior", "pac_bayes_bound",
+               "max_loss", "corner_loss", "ascent_trace", "sharpness_epochs", "sharpness_stopped", "gp_test_error",
+               "log10_prior", "ln_prior", "pac_bayes_bound",
                "function_hash", "function_errors_S", "seconds_train", "seconds_sharpness", "seconds_prior", "seconds"}
 
 
@@ -99,7 +100,8 @@ def test_tiny_sweep_matches_single_runs(tmp_path, mnist, data_dir):
     assert m["zero_error_epoch"] == rec["zero_error_epoch"]
     assert m["test_accuracy"] == rec["test_accuracy"] and m["history"][-1]["loss_S"] == rec["train_loss"]
     assert splits.indices["S"] == meta["indices"]["S"] and splits.indices["E"] == meta["indices"]["E"]
-    sh = sharpness(model, splits.x_train, splits.y_train, zeta=1e-4, lr=1e-3, epochs=2, batch_size=32, seed=1)
+    sh = sharpness(model, splits.x_train, splits.y_train, zeta=1e-4, lr=1e-3, epochs=2, batch_size=32, seed=1,
+                   max_epochs=2)
     assert sh.sharpness == pytest.approx(rec["sharpness"], rel=1e-6)
     # the convergence fields against an independent float64 corner and the record's own numbers
     loss, corner = corner_truth(model, splits.x_train, splits.y_train, 1e-4)
@@ -108,13 +110,21 @@ def test_tiny_sweep_matches_single_runs(tmp_path, mnist, data_dir):
     trace = rec["ascent_trace"]
     assert len(trace) == 2 and np.all(np.diff(trace) >= 0) and trace[-1] == rec["max_loss"]
     assert rec["sharpness"] == pytest.approx(100 * (rec["max_loss"] - loss) / (1 + loss), rel=1e-4)
-    assert rec["sharpness_converged"] == (rec["max_loss"] >= rec["corner_loss"] * (1 - 1e-6))
+    assert rec["sharpness_converged"] == (rec["max_loss"] >= rec["corner_loss"] * (1 - 1e-6)
+                                          and rec["sharpness_stopped"]) == (rec["sharpness_note"] is None)
+    assert rec["sharpness_epochs"] == 2 and rec["sharpness_stopped"] == sh.stopped_by_tolerance
     for r in runs.read_jsonl(out):
         assert isinstance(r["sharpness_converged"], bool) and len(r["ascent_trace"]) == 2
     x_se = np.concatenate([splits.x_train, splits.x_test])
     k = kernels.nngp_kernel(x_se, 2, 2 ** 0.5, 1.0)
     f = np.concatenate([splits.y_train, (np.asarray(model(splits.x_test)).ravel() >= 0).astype(int)])
     assert ep.ep_log_prior(k, f, "probit").ln_z == pytest.approx(rec["ln_prior"], rel=1e-9)
+    # the GP's own error on E: the EP classifier fitted on S's true labels, on the same kernel's blocks
+    from tfflat.prior import EPClassifier
+
+    pred = EPClassifier(k[:50, :50], "probit").fit(splits.y_train).predict(k[50:, :50], np.diagonal(k)[50:])
+    assert rec["gp_test_error"] == pytest.approx(np.mean(pred != splits.y_test), abs=1e-12)
+    assert len({r["gp_test_error"] for r in runs.read_jsonl(out)}) == 1          # S, E, kernel: one GP
     assert rec["pac_bayes_bound"] == pytest.approx((np.log(1 / 0.05) - rec["ln_prior"]) / 50)
 
     # TensorBoard: one run per (optimizer, seed, overtraining epoch), step = |A|, one point per record

@@ -18,6 +18,7 @@ seeds = [0]
 [sharpness]
 zeta = [1e-3, 1e-4]
 epochs = 2
+max_epochs = 2
 [temporal]
 every = 100
 overtrain = 12
@@ -64,6 +65,8 @@ def test_temporal_run_with_rescaling(tmp_path, mnist, data_dir):
     assert (df["alpha"] == 5.0).all() and (df[df["epoch"] >= zero]["rescale_epoch"] == r).all()
     assert (df["rescale_direction"] == "inverse").all() and (df["rescale_factor"] == 0.2).all()
     assert df["sharpness_converged"].map(type).eq(bool).all() and df["ascent_trace"].map(len).eq(2).all()
+    assert df["sharpness_epochs"].eq(2).all() and df["sharpness_stopped"].map(type).eq(bool).all()
+    assert (df["sharpness_note"].isna() == df["sharpness_converged"]).all()
     assert (df["corner_sharpness"] > 0).all()
 
     events = read_events(tb)

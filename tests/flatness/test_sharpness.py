@@ -51,14 +51,14 @@ def reference_ascent(weights, x, y, zeta, lr, epochs, batch_size, seed):
 def test_definition_and_same_steps_as_an_eager_reference(tiny):
     model, x, y = tiny
     before = [w.copy() for w in model.get_weights()]
-    res = sharpness(model, x, y, zeta=1e-3, lr=0.05, epochs=3, batch_size=BS, seed=7)
+    res = sharpness(model, x, y, zeta=1e-3, lr=0.05, epochs=3, batch_size=BS, seed=7, max_epochs=3)
     loss = loss64(before, x, y)
     assert res.loss == pytest.approx(loss, rel=1e-6)
     assert res.max_loss == pytest.approx(reference_ascent(before, x, y, 1e-3, 0.05, 3, BS, 7), rel=1e-5)
     assert res.sharpness == pytest.approx(100 * (res.max_loss - res.loss) / (1 + res.loss))
     assert res.log10_sharpness == pytest.approx(math.log10(res.sharpness))
     assert res.trace.shape == (3,) and np.all(np.diff(res.trace) >= 0) and res.trace[-1] == res.max_loss
-    assert res.settings["steps"] == 9 and res.method == "sgd"
+    assert res.settings["steps"] == 9 and res.method == "sgd" and res.ascent_epochs == 3
     assert unchanged(model, before)
 
 
@@ -75,6 +75,47 @@ def test_both_methods_find_the_exact_maximum_of_a_convex_loss():
         res = sharpness(model, x, y, zeta=zeta, **kw)
         assert exact - 1e-5 <= res.max_loss <= exact + 1e-5, kw
         assert unchanged(model, w)
+
+
+def test_the_stopping_rule_runs_the_ascent_to_the_box_maximum_of_a_convex_loss():
+    """Small steps (Table 1's lr scale) and minibatches: one fixed epoch stops far short of the exact
+    box maximum; the rule (go on until the running maximum ceases to change) reaches it and says so."""
+    x, y = tiny_data(N)
+    model = linear_model()
+    w = model.get_weights()
+    zeta = 0.05
+    flat_r = np.concatenate([(zeta * (np.abs(a) + 1)).ravel() for a in w])
+    exact = max(loss64([a + s.reshape(a.shape) for a, s in zip(w, np.split(np.array(signs) * flat_r, [3]))], x, y)
+                for signs in itertools.product((-1, 1), repeat=4))
+    kw = dict(zeta=zeta, lr=0.05, epochs=1, batch_size=BS)
+    short = sharpness(model, x, y, max_epochs=1, **kw)
+    assert short.max_loss < exact - 1e-3 and not short.stopped_by_tolerance and not short.converged
+    res = sharpness(model, x, y, **kw)
+    assert exact - 1e-5 <= res.max_loss <= exact + 1e-5
+    assert res.stopped_by_tolerance and res.converged and res.note is None
+    assert 1 < res.ascent_epochs < 1000 and len(res.trace) == res.ascent_epochs == res.settings["steps"] // 3
+    assert res.trace[-1] - res.trace[-11] <= 1e-4 * (res.trace[-1] - res.loss)      # the rule, as documented
+    assert res.trace[-2] - res.trace[-12] > 1e-4 * (res.trace[-2] - res.loss)      # … and not one epoch sooner
+
+
+@pytest.mark.parametrize("start", ["zero", "corner"])
+def test_lbfgsb_at_a_tiny_box_equals_the_first_order_corner(tiny, start):
+    """ζ = 1e-6 (box radius ≪ scipy's pgtol): L is linear over the box to float32 precision, so its
+    maximum is the first-order corner w + ζ(|w|+1)·sign(∇L), computed here in float64. From Δ = 0
+    L-BFGS-B must walk there (the unit-box rescaling: it used to stop at once, sharpness 0)."""
+    model, x, y = tiny
+    before = [w.copy() for w in model.get_weights()]
+    grad, _ = exact_derivatives(before, x, y, hessian=False)
+    flat = np.concatenate([w.ravel() for w in before]).astype(np.float64)
+    zeta = 1e-6
+    corner = flat + zeta * (np.abs(flat) + 1) * np.sign(grad)
+    parts = np.split(corner, np.cumsum([w.size for w in before])[:-1])
+    loss, corner_loss = loss64(before, x, y), loss64([c.reshape(w.shape) for c, w in zip(parts, before)], x, y)
+    corner_sharpness = 100 * (corner_loss - loss) / (1 + loss)
+    res = sharpness(model, x, y, zeta=zeta, method="lbfgsb", start=start)
+    assert res.sharpness > 0 and res.settings["start"] == start and res.settings["iterations"] >= (start == "zero")
+    # the loss is float32: one ulp of L ≈ 1.1 is 2.5 % of the rise here, and the max picks up rounding
+    assert res.sharpness == pytest.approx(corner_sharpness, rel=5e-2), (res.sharpness, corner_sharpness)
 
 
 @pytest.mark.parametrize("method", ["sgd", "lbfgsb"])
@@ -116,7 +157,7 @@ def test_alpha_rescaling_keeps_the_function_and_changes_sharpness(tiny):
 
 def test_callback_and_epoch_tracking_follow_the_same_ascent(tiny):
     model, x, y = tiny
-    settings = dict(zeta=1e-3, lr=0.05, epochs=4, batch_size=BS, seed=1)
+    settings = dict(zeta=1e-3, lr=0.05, epochs=4, batch_size=BS, seed=1, max_epochs=4)
     whole = sharpness(model, x, y, **settings)
     seen = []
     stepwise = sharpness(model, x, y, callback=lambda e, best: seen.append((e, best)), **settings)
@@ -138,6 +179,7 @@ def test_table1_defaults():
     (dict(zeta=0.0), "ζ"), (dict(zeta=-1e-4), "ζ"), (dict(zeta=float("nan")), "ζ"), (dict(zeta=float("inf")), "ζ"),
     (dict(method="adam"), "method"), (dict(lr=0.0), "learning rate"), (dict(epochs=0), "epochs"),
     (dict(batch_size=0), "batch"), (dict(method="lbfgsb", maxiter=0), "maxiter"), (dict(track="never"), "track"),
+    (dict(method="lbfgsb", start="middle"), "start"), (dict(rtol=-1.0), "rtol"), (dict(epochs=5, max_epochs=4), "max_epochs"), (dict(window=0), "window"),
 ])
 def test_bad_settings(tiny, kw, needle):
     model, x, y = tiny
@@ -158,17 +200,19 @@ def test_an_unconverged_ascent_warns(tiny):
     from tfflat.flatness import NotConvergedWarning
 
     model, x, y = tiny
-    with pytest.warns(NotConvergedWarning, match="raise `lr` or `epochs`"):
-        res = sharpness(model, x, y, zeta=1e-2, lr=1e-6, epochs=1, batch_size=BS)
-    assert not res.converged and res.max_loss < res.corner_loss
+    with pytest.warns(NotConvergedWarning, match="raise `lr` or `max_epochs`") as seen:
+        res = sharpness(model, x, y, zeta=1e-2, lr=1e-6, epochs=1, batch_size=BS, max_epochs=2)
+    assert not res.converged and res.max_loss < res.corner_loss and not res.stopped_by_tolerance
+    assert res.ascent_epochs == 2 and "reached `max_epochs` (2)" in str(seen[0].message) and res.note
 
 
 def test_settings_for_fills_in_table1():
     from tfflat.flatness.sharpness import settings_for
 
     assert settings_for("sgd", "cifar_cats_cars", "fcn", lr=1e-3) == dict(zeta=1e-5, batch_size=128, lr=1e-3,
-                                                                          epochs=100, track="step", seed=0)
+                                                                          epochs=100, track="step", seed=0,
+                                                                          rtol=1e-4, window=10, max_epochs=1000)
     assert settings_for("sgd", None, zeta=1e-3)["lr"] == 1e-3            # no task: the MNIST row
-    assert settings_for("lbfgsb", "boolean", "fcn", maxiter=3) == {"zeta": 1e-4, "maxiter": 3}
+    assert settings_for("lbfgsb", "boolean", "fcn", maxiter=3) == {"zeta": 1e-4, "maxiter": 3, "start": "corner"}
     with pytest.raises(UserError, match="`zeta`"):
         settings_for("sgd", "boolean", "fcn", zeta=-1.0)

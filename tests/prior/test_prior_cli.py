@@ -46,6 +46,14 @@ def test_prior_of_a_run(run_dir, tmp_path, run_cli):
     k = nngp_kernel(np.concatenate([sp.x_train, sp.x_test]), 2, math.sqrt(2), 1.0)
     assert log_prior(k, f)["ln_prior"] == pytest.approx(summary["ln_prior"], rel=1e-9)
 
+    # the GP's own error on E: the EP classifier on S's block, E's test-train block and diagonal
+    from tfflat.prior import EPClassifier
+
+    clf = EPClassifier(k[:40, :40]).fit(sp.y_train)
+    proba = clf.predict_proba(k[40:, :40], np.diagonal(k)[40:])
+    gp_err = float(np.mean((proba[:, 1] > 0.5) != sp.y_test))
+    assert summary["gp_test_error"] == pytest.approx(gp_err, abs=1e-12) and 0 < gp_err < 0.5
+
     stored = runs.read_json(run_dir / "prior.json")
     assert stored["ln_prior"] == summary["ln_prior"] and stored["kernel"]["kind"] == "analytic"
     assert stored["function"]["S"] == 40 and "versions" in stored
@@ -53,6 +61,7 @@ def test_prior_of_a_run(run_dir, tmp_path, run_cli):
     # probit: a second result next to the first; the cached kernel is reused (one file)
     code, out, _ = run_cli(["prior", run_dir, "--likelihood", "probit", "--kernel-cache", cache])
     assert code == 0 and "probit likelihood" in out and "written to" in out
+    assert "GP (EP classifier on the same kernel, fitted on S) error on E: " in out and "the network's: " in out
     stored = runs.read_json(run_dir / "prior.json")
     assert set(stored["by_likelihood"]) == {"heaviside", "probit"}
     assert stored["by_likelihood"]["heaviside"]["ln_prior"] == summary["ln_prior"]
@@ -80,6 +89,27 @@ def test_prior_of_a_kernel_file(tmp_path, rng, run_cli):
     assert summary["pac_bayes_bound"] == pytest.approx(ref["pac_bayes_bound"])
     code, out, _ = run_cli(["prior", "--kernel-file", tmp_path / "k.npy", "--labels", tmp_path / "y.txt"])
     assert code == 0 and out.startswith("log10 P(f) = ")
+
+
+def test_a_zero_prior_says_why_and_unconverged_ep_is_allowed_on_request(tmp_path, rng, run_cli):
+    # a rank-2 kernel and labels no w in R² realises (the exact wedge angle is 0; tests/prior/test_ep.py)
+    lmat = np.random.default_rng(12).standard_normal((10, 2))
+    np.save(tmp_path / "k.npy", lmat @ lmat.T)
+    np.save(tmp_path / "y.npy", np.array([1, 0, 1, 1, 0, 0, 1, 0, 1, 0]))
+    code, out, err = run_cli(["prior", "--kernel-file", tmp_path / "k.npy", "--labels", tmp_path / "y.npy"])
+    assert code == 0, err
+    assert "ln P(f) = -inf" in out and "P(f) = 0: " in out and "P(f) = 0 exactly" in out, out
+
+    a = rng.standard_normal((40, 60))
+    np.save(tmp_path / "k2.npy", a @ a.T / 60)
+    np.save(tmp_path / "y2.npy", (rng.random(40) < 0.5).astype(int))
+    args = ["prior", "--kernel-file", tmp_path / "k2.npy", "--labels", tmp_path / "y2.npy", "--max-sweeps", "1"]
+    code, _, err = run_cli(args)
+    assert code == 2 and "not converged" in err, err
+    code, out, err = run_cli([*args, "--allow-unconverged", "--json"])
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["converged"] is False and summary["sweeps"] == 1 and "not converged" in summary["message"]
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path, run_cli):

@@ -23,7 +23,7 @@ SAMPLING_DIR, TOP_ROWS = "sampling", "top.jsonl"
 def run(out, samples: int = defaults.BOOLEAN_SAMPLES, top: int = 10, seed: int = 0,
         bits: int = defaults.BOOLEAN_BITS, min_count: int = 1, widths=defaults.FCN_PRESETS["fcn"], overtrain: int = 0,
         likelihood: str = "heaviside", figures: bool = True, sample_progress: Callable | None = None,
-        top_progress: Callable | None = None) -> dict:
+        top_progress: Callable | None = None, sharpness: dict | None = None) -> dict:
     """Sample ``samples`` networks, write the table, measure the ``top`` most frequent functions.
 
     Args:
@@ -37,6 +37,8 @@ def run(out, samples: int = defaults.BOOLEAN_SAMPLES, top: int = 10, seed: int =
       overtrain: SGD epochs after the zero-error epoch before measuring flatness (paper: 0).
       likelihood: EP likelihood of the GP check (``heaviside`` or ``probit``).
       figures: draw the figures.
+      sharpness: the ascent's settings beyond Table 1's Boolean row, e.g. ``{"rtol": 1e-5,
+        "max_epochs": 2000}`` (see :func:`tfflat.boolean.top.sharpness_settings`).
       sample_progress, top_progress: progress callbacks (see :func:`sampling.sample`, :func:`top.measure`).
     Returns:
       The summary written to ``OUT/boolean.json``.
@@ -54,6 +56,7 @@ def run(out, samples: int = defaults.BOOLEAN_SAMPLES, top: int = 10, seed: int =
         raise UserError(f"--min-count must be ≥ 1, got {min_count}")
     if likelihood not in LIKELIHOODS:
         raise UserError(f"--likelihood must be {' or '.join(LIKELIHOODS)}, got {likelihood!r}")
+    top_mod.sharpness_settings(**(sharpness or {}))           # bad settings fail before the sampling
     out = runs.ensure_dir(out)
     table = sampling.sample(samples, bits, widths, seed=seed, state_dir=out / SAMPLING_DIR,
                            progress=sample_progress)
@@ -70,11 +73,13 @@ def run(out, samples: int = defaults.BOOLEAN_SAMPLES, top: int = 10, seed: int =
     if k:
         rows = top_mod.measure(table.hex(k), table.counts[:k], table.log10_prior(k), out / TOP_ROWS, bits=bits,
                                seed=seed, widths=widths, overtrain=overtrain, likelihood=likelihood,
-                               progress=top_progress)
+                               sharpness=sharpness, progress=top_progress)
         top_mod.write_csv(out / plots.TOP, rows)
         summary.update(top_table=str(out / plots.TOP), top_settings=rows[0]["settings"],
                        correlations=top_mod.correlations(rows),
-                       zero_error=sum(r["zero_error_epoch"] is not None for r in rows))
+                       zero_error=sum(r["zero_error_epoch"] is not None for r in rows),
+                       sharpness_converged=sum(bool(r.get("sharpness_converged")) for r in rows),
+                       sharpness_notes={str(r["rank"]): r["sharpness_note"] for r in rows if r.get("sharpness_note")})
     summary["versions"] = runs.versions()
     runs.write_json(out / plots.SUMMARY, summary)
     if figures:

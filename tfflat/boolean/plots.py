@@ -23,15 +23,19 @@ SUMMARY, TABLE, TOP = "boolean.json", "functions.csv", "top.csv"
 RANK_ROWS = 10 ** 5        # rows of the table drawn in the rank plot
 
 
+TEXT = ("function", "sharpness_note")        # the columns of top.csv that stay strings
+
+
 def read_top(path) -> list[dict]:
-    """Rows of ``top.csv`` as dicts of floats (empty cells → None; ``function`` stays a string)."""
+    """Rows of ``top.csv`` as dicts of floats (empty cells → None; ``function`` and ``sharpness_note`` stay
+    strings)."""
     path = Path(path)
     if not path.is_file():
         return []
     rows = []
     with open(path, newline="") as fh:
         for r in csv.DictReader(fh):
-            rows.append({k: (v if k == "function" else (None if v in ("", "None") else _num(v))) for k, v in r.items()})
+            rows.append({k: (v if k in TEXT else (None if v in ("", "None") else _num(v))) for k, v in r.items()})
     return rows
 
 

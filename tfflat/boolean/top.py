@@ -4,10 +4,14 @@ For each of the K most frequent functions of a sampled table, a freshly initiali
 same architecture and init distribution is trained with SGD on all 2ⁿ inputs labelled by f until
 its first zero-error epoch (SPEC §3; A and E are empty); its function is then exactly f. There we
 measure Keskar sharpness with Table 1's Boolean settings and the Hessian spectral norm (SPEC §4).
-Table 1's ascent (10 epochs at lr 1e-3) stops short of the box's first-order corner for these
-networks (measured: ``sharpness_converged`` is False for all 100 top functions of 10⁸ samples), so
-the corner's sharpness is recorded beside it: a feasible point of C_ζ and, at ζ = 1e-4 where L is
-nearly linear over the box, close to the maximum.
+Ten epochs at lr 1e-3 (Table 1) stop short of the box's first-order corner for these networks, so
+the ascent runs on until its running maximum ceases to change (the paper's "make sure the max
+value ceases to change"; :func:`tfflat.flatness.sharpness`'s ``rtol``/``window``/``max_epochs``);
+each row says how many epochs it took (``sharpness_epochs``), whether the tolerance stopped it
+(``sharpness_stopped``), whether it converged (stopped and at least the corner's loss,
+``sharpness_converged``) and, when not, why (``sharpness_note``). The corner's sharpness is recorded
+beside it: a feasible point of C_ζ and, at ζ = 1e-4 where L is nearly linear over the box, close to
+the maximum.
 Beside the sampled log10 P(f), the GP approximation log10 P(f) from EP on the arc-cosine (NNGP)
 kernel of all 2ⁿ inputs (SPEC §5) is recorded.
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -33,8 +38,9 @@ from tfflat import defaults
 from tfflat.errors import UserError
 
 COLUMNS = ("rank", "function", "count", "log10_prior", "log10_prior_ep", "zero_error_epoch", "epochs", "loss",
-           "sharpness", "log10_sharpness", "sharpness_converged", "corner_sharpness", "log10_corner_sharpness",
-           "spectral_norm", "log10_spectral_norm", "seconds")
+           "sharpness", "log10_sharpness", "sharpness_converged", "sharpness_epochs", "sharpness_stopped",
+           "corner_sharpness", "log10_corner_sharpness", "spectral_norm", "log10_spectral_norm", "sharpness_note",
+           "seconds")
 
 
 def function_seed(seed: int, key: str) -> int:
@@ -47,13 +53,28 @@ def function_seed(seed: int, key: str) -> int:
 def settings(bits: int, seed: int, widths=defaults.FCN_PRESETS["fcn"], learning_rate: float | None = None,
              batch_size: int = defaults.BATCH_SIZE, max_epochs: int = defaults.MAX_EPOCHS, overtrain: int = 0,
              sharpness: dict | None = None, likelihood: str = "heaviside") -> dict:
-    """Everything that determines a row of the top-function table (stored with every row)."""
+    """Everything that determines a row of the top-function table (stored with every row).
+
+    ``sharpness``: the ascent's settings (:func:`sharpness_settings`; default Table 1's Boolean row
+    with the stopping rule's defaults)."""
     sw, sb = defaults.SIGMAS["boolean"]
     return {"bits": int(bits), "widths": [int(w) for w in widths], "sigma_w": sw, "sigma_b": sb,
             "seed": int(seed), "optimizer": "sgd",
             "learning_rate": float(learning_rate or defaults.OPTIMIZERS["sgd"]["learning_rate"]),
             "batch_size": int(batch_size), "max_epochs": int(max_epochs), "overtrain": int(overtrain),
-            "sharpness": dict(sharpness or defaults.SHARPNESS[("boolean", "fcn")]), "likelihood": likelihood}
+            "sharpness": sharpness_settings(**(sharpness or {})), "likelihood": likelihood}
+
+
+def sharpness_settings(rtol: float = defaults.SHARPNESS_RTOL, max_epochs: int | None = None,
+                       window: int = defaults.SHARPNESS_WINDOW, **table1) -> dict:
+    """Table 1's Boolean ascent (ζ, batch size, lr, epochs; any of them overridden in ``table1``)
+    with the stopping rule (see :func:`tfflat.flatness.sharpness`), checked."""
+    from tfflat.flatness.sharpness import cap, check_settings
+
+    out = {**defaults.SHARPNESS[("boolean", "fcn")], **table1}
+    check_settings(out["zeta"], "sgd", out["lr"], out["epochs"], out["batch_size"], rtol=rtol, max_epochs=max_epochs,
+                   window=window)
+    return {**out, "rtol": float(rtol), "window": int(window), "max_epochs": cap(out["epochs"], max_epochs)}
 
 
 def ep_log10_priors(keys, bits: int, widths=defaults.FCN_PRESETS["fcn"], likelihood: str = "heaviside") -> np.ndarray:
@@ -72,7 +93,7 @@ def ep_log10_priors(keys, bits: int, widths=defaults.FCN_PRESETS["fcn"], likelih
 def measure(keys, counts, log10_priors, out, *, bits: int, seed: int = 0, widths=defaults.FCN_PRESETS["fcn"],
             learning_rate: float | None = None, batch_size: int = defaults.BATCH_SIZE,
             max_epochs: int = defaults.MAX_EPOCHS, overtrain: int = 0, likelihood: str = "heaviside",
-            progress: Callable[[int, int, dict], None] | None = None) -> list[dict]:
+            sharpness: dict | None = None, progress: Callable[[int, int, dict], None] | None = None) -> list[dict]:
     """Train on, and measure, each function; rows are appended to ``out`` (JSON lines) as they finish.
 
     Args:
@@ -83,6 +104,7 @@ def measure(keys, counts, log10_priors, out, *, bits: int, seed: int = 0, widths
       learning_rate, batch_size, max_epochs, overtrain: SGD (defaults: lr 0.01, batch 32, SPEC §3).
       likelihood: EP likelihood for the GP check, ``"heaviside"`` (the exact prior of the sign of
         the GP, comparable to direct sampling) or ``"probit"``.
+      sharpness: the ascent's settings, see :func:`sharpness_settings` (e.g. ``{"rtol": 1e-5}``).
       progress: ``progress(done, total, row)`` after each function.
     Returns:
       The rows (dicts with :data:`COLUMNS` and ``settings``), in rank order.
@@ -90,13 +112,14 @@ def measure(keys, counts, log10_priors, out, *, bits: int, seed: int = 0, widths
     from tfflat import models, runs
     from tfflat.data import Splits, boolean_inputs
     from tfflat.data.keys import parse_keys, unpack
-    from tfflat.flatness import hessian_measures, sharpness
+    from tfflat.flatness import NotConvergedWarning, hessian_measures
+    from tfflat.flatness import sharpness as keskar
     from tfflat.models.fcn import reinitialize
     from tfflat.training import train
 
     if max_epochs < 1 or overtrain < 0 or batch_size < 1:
         raise UserError("need --max-epochs ≥ 1, --overtrain ≥ 0 and --batch-size ≥ 1")
-    cfg = settings(bits, seed, widths, learning_rate, batch_size, max_epochs, overtrain, likelihood=likelihood)
+    cfg = settings(bits, seed, widths, learning_rate, batch_size, max_epochs, overtrain, sharpness, likelihood)
     out = Path(out)
     # a row measured before (same function, same settings) is reused; its rank, count and sampled
     # prior are this table's (a rerun with more samples changes them, not what training measured)
@@ -126,17 +149,20 @@ def measure(keys, counts, log10_priors, out, *, bits: int, seed: int = 0, widths
                    "zero_error_epoch": res.zero_error_epoch, "epochs": res.epochs,
                    "loss": res.final["loss_S"]}
             if res.zero_error_epoch is not None:
-                s = sharpness(model, x, y, zeta=sharp["zeta"], lr=sharp["lr"], epochs=sharp["epochs"],
-                              batch_size=sharp["batch_size"], seed=fs)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NotConvergedWarning)      # the row says it: sharpness_note
+                    s = keskar(model, x, y, seed=fs, **sharp)
                 h = hessian_measures(model, x, y, top_k=1, seed=fs, probes=0)
                 corner = s.corner_sharpness
                 row.update(sharpness=s.sharpness, log10_sharpness=s.log10_sharpness,
-                           sharpness_converged=s.converged, corner_sharpness=corner,
+                           sharpness_converged=s.converged, sharpness_epochs=s.ascent_epochs,
+                           sharpness_stopped=s.stopped_by_tolerance, sharpness_note=s.note, corner_sharpness=corner,
                            log10_corner_sharpness=math.log10(corner) if corner > 0 else -math.inf,
                            spectral_norm=h.spectral_norm,
                            log10_spectral_norm=math.log10(h.spectral_norm) if h.spectral_norm > 0 else -math.inf)
             else:
                 row.update({c: None for c in COLUMNS[COLUMNS.index("sharpness"):COLUMNS.index("seconds")]})
+                row["sharpness_note"] = f"not measured: no zero-error epoch within {max_epochs} epochs"
             row.update(seconds=time.perf_counter() - t0, settings=cfg)
             runs.append_jsonl(out, row)
             rows[i] = row
@@ -175,5 +201,11 @@ def write_csv(path, rows: list[dict]) -> None:
             return repr(float(v))          # lossless: the figures and the summary use the same numbers
         return str(v)
 
-    lines = [",".join(COLUMNS)] + [",".join(fmt(r.get(c)) for c in COLUMNS) for r in rows]
-    runs.atomic_write(path, "\n".join(lines) + "\n")
+    import csv
+    import io
+
+    text = io.StringIO()
+    out = csv.writer(text, lineterminator="\n")          # quotes the notes' commas
+    out.writerow(COLUMNS)
+    out.writerows([fmt(r.get(c)) for c in COLUMNS] for r in rows)
+    runs.atomic_write(path, text.getvalue())

@@ -141,7 +141,9 @@ class Train:
 
 @_section
 class Sharpness:
-    """``[sharpness]``: Keskar sharpness (Def. 2.1) at each ζ; the defaults are Table 1's."""
+    """``[sharpness]``: Keskar sharpness (Def. 2.1) at each ζ; the defaults are Table 1's, and the
+    ascent runs on after ``epochs`` until its maximum ceases to change (``rtol`` over ``window``
+    epochs, at most ``max_epochs``; :func:`tfflat.flatness.sharpness`)."""
 
     zeta: _grid(Positive, scalar_ok=True)          # one ζ in a sweep; several in a temporal run (Fig. S13)
     lr: Positive
@@ -149,6 +151,9 @@ class Sharpness:
     batch_size: PositiveInt
     enabled: bool = True
     method: Literal[SHARPNESS_METHODS] = library_default(_sharpness, "method")
+    rtol: NonNegative = library_default(_sharpness, "rtol")          # the stopping rule (App. E)
+    window: PositiveInt = library_default(_sharpness, "window")
+    max_epochs: PositiveInt | None = library_default(_sharpness, "max_epochs")
 
 
 @_section
@@ -465,6 +470,10 @@ def parse(raw: dict, path=None, quick: bool = False, data_dir: str | None = None
     elif (t.rescale_after or 0) > t.overtrain:
         _fail(path, "temporal", "rescale_after", f"({t.rescale_after}) is past the end of training "
               f"(overtrain = {t.overtrain} epochs after zero error); lower it")
+    sh = sections["sharpness"]
+    if sh.max_epochs is not None and sh.max_epochs < sh.epochs:
+        _fail(path, "sharpness", "max_epochs",
+              f"({sh.max_epochs}) must be ≥ epochs ({sh.epochs}), the ascent's minimum")
     if kind == "sweep" and len(sections["sharpness"].zeta) != 1:
         _fail(path, "sharpness", "zeta", "must be one number in a sweep (ζ sweeps are temporal runs)")
     name = Path(path).stem if path else "experiment"

@@ -44,10 +44,10 @@ class Session:
         self._splits, self._trainers = {}, OrderedDict()
         self._model = None
         self._kernel, self.kernel_cache = None, kernel_cache
-        self._logits_fn = None
+        self._logits_fn, self._gp = None, None
         first = self.splits(exp.data.attack_sizes[0])
         self.x_se = np.concatenate([first.x_train, first.x_test])
-        self.y_s, self.n_s = first.y_train, len(first.y_train)
+        self.y_s, self.n_s, self.y_e = first.y_train, len(first.y_train), first.y_test
 
     # ------------------------------------------------------------ data
     def sample(self, seed: int) -> int | None:
@@ -144,6 +144,18 @@ class Session:
                                             cache_dir=self.kernel_cache)
         return self._kernel
 
+    def gp_fields(self) -> dict:
+        """The GP's own error on E (``gp_test_error``): the EP classifier on the session's kernel, fitted
+        on S's true labels, predicting E's (:func:`tfflat.prior.prior.gp_error`). It depends on S, E
+        and the kernel only, so it is computed once per session and set beside every point's network."""
+        if self._gp is None:
+            from tfflat.prior.prior import gp_error
+
+            p = self.exp.prior
+            self._gp = gp_error(self.kernel(), self.y_s, self.y_e, self.n_s, p.likelihood) if len(self.y_e) else \
+                {"gp_test_error": None}
+        return self._gp
+
     def measure(self, model, seed: int = 0) -> tuple[dict, list[dict]]:
         """Hessian measures, log P(f) and ``[flatness]``'s measures of the zoo (:func:`zoo_fields`) of
         ``model`` now, and its sharpness at every configured ζ.
@@ -161,8 +173,9 @@ class Session:
 
             for zeta in sh.zeta:
                 t0 = time.perf_counter()
-                r = flatness.sharpness(model, x_s, y_s, zeta=zeta, method=sh.method, lr=sh.lr,
-                                       epochs=sh.epochs, batch_size=sh.batch_size, seed=seed)
+                r = flatness.sharpness(model, x_s, y_s, zeta=zeta, method=sh.method, lr=sh.lr, epochs=sh.epochs,
+                                       batch_size=sh.batch_size, seed=seed, rtol=sh.rtol, window=sh.window,
+                                       max_epochs=sh.max_epochs)
                 sharp.append(sharpness_fields(r, zeta, time.perf_counter() - t0))
         if exp.hessian.enabled:
             from tfflat import flatness
@@ -179,9 +192,9 @@ class Session:
             r = prior.log_prior(self.kernel(), f, exp.prior.likelihood, train_size=self.n_s,
                                 delta=exp.prior.delta, check=False)     # PSD by construction
             out.update(ln_prior=r["ln_prior"], log10_prior=r["log10_prior"], pac_bayes_bound=r["pac_bayes_bound"],
-                       ep_sweeps=r["sweeps"], ep_converged=r["converged"], seconds_prior=time.perf_counter() - t0)
-            # the GP's own predicted error on E (issue 13), kept when the prior's result carries it
-            out.update({k: r[k] for k in GP_FIELDS if r.get(k) is not None})
+                       ep_sweeps=r["sweeps"], ep_converged=r["converged"])
+            out.update({k: v for k, v in self.gp_fields().items() if k in GP_FIELDS})      # the GP's own error on E
+            out["seconds_prior"] = time.perf_counter() - t0
         if exp.flatness.measures:
             from tfflat.flatness.measures import flatness_measures, plan
 
@@ -191,7 +204,7 @@ class Session:
         return out, sharp
 
 
-GP_FIELDS = ("gp_test_error",)
+GP_FIELDS = ("gp_test_error", "gp_test_error_note")
 
 
 def zoo_fields(results: dict) -> dict:
@@ -211,10 +224,14 @@ def zoo_fields(results: dict) -> dict:
 
 def sharpness_fields(r, zeta: float, seconds: float) -> dict:
     """A :class:`~tfflat.flatness.SharpnessResult` as record fields: the sharpness (Def. 2.1), whether
-    the ascent reached the first-order corner's loss (``sharpness_converged``), the corner's own
-    sharpness, the losses behind them, and the ascent's running maximum per epoch (Fig. S10)."""
+    the ascent converged (its maximum ceased to change and reached the first-order corner's loss,
+    ``sharpness_converged``; ``sharpness_note`` says why not), the epochs it ran and whether the
+    tolerance stopped it, the corner's own sharpness, the losses behind them, and the ascent's
+    running maximum per epoch (Fig. S10)."""
     return {"zeta": zeta, "sharpness": float(r.sharpness), "log10_sharpness": float(r.log10_sharpness),
-            "sharpness_converged": bool(r.converged), "corner_sharpness": float(r.corner_sharpness),
+            "sharpness_converged": bool(r.converged), "sharpness_note": r.note,
+            "sharpness_epochs": int(r.ascent_epochs),
+            "sharpness_stopped": bool(r.stopped_by_tolerance), "corner_sharpness": float(r.corner_sharpness),
             "sharpness_loss": float(r.loss), "max_loss": float(r.max_loss), "corner_loss": float(r.corner_loss),
             "ascent_trace": [float(v) for v in np.asarray(r.trace, np.float64).ravel()],
             "seconds_sharpness": seconds}

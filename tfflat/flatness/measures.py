@@ -99,7 +99,8 @@ def _keskar(model, x, y, zeta: float = 1e-4, method: str = "sgd", lr: float = 1e
     r = sharpness(model, x, y, zeta=zeta, method=method, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
                   eval_batch=eval_batch)
     return {"value": r.sharpness, "log10": r.log10_sharpness, "loss": r.loss, "max_loss": r.max_loss,
-            "corner_loss": r.corner_loss, "converged": bool(r.converged)}
+            "corner_loss": r.corner_loss, "converged": bool(r.converged), "ascent_epochs": r.ascent_epochs,
+            "stopped_by_tolerance": bool(r.stopped_by_tolerance)}
 
 
 def _hessian_norm(model, x, y, seed: int = 0, eval_batch: int | None = None) -> dict:

@@ -102,11 +102,13 @@ def hvp(prob):
     return lambda w0, state, data, v, *, chunk: fn(v)
 
 
-def sgd(prob, loss, zeta, lr, epochs, batch_size, seed, track, callback):
+def sgd(prob, loss, zeta, lr, epochs, max_epochs, rtol, window, batch_size, seed, track, callback):
     """The projected minibatch ascent of :func:`tfflat.flatness.sharpness._sgd` on the replicas: same
-    minibatch order (seed, epoch), same box, same running maximum. Returns (max loss, trace)."""
-    import numpy as np
+    minibatch order (seed, epoch), same box, same running maximum, same stopping rule
+    (:func:`~tfflat.flatness.sharpness.until_still`). Returns (max loss, trace, stopped by the tolerance)."""
     import tensorflow as tf
+
+    from tfflat.flatness.sharpness import until_still
 
     sh = shards(prob)
     tmpl, n, r = sh.template, sh.n, sh.replicas
@@ -154,12 +156,10 @@ def sgd(prob, loss, zeta, lr, epochs, batch_size, seed, track, callback):
             best = tf.maximum(best, full_loss(delta))
         return delta, best
 
-    delta = [tf.zeros_like(w) for w in prob.w0]
-    best = tf.constant(loss, tf.float32)
-    trace = []
-    for e in range(epochs):
-        delta, best = epoch(delta, best, tf.constant(e))
-        trace.append(best)
-        if callback is not None:
-            callback(e + 1, float(best))
-    return float(best), np.array([float(b) for b in trace])
+    carry = [[tf.zeros_like(w) for w in prob.w0], tf.constant(loss, tf.float32)]
+
+    def advance(e):
+        carry[:] = epoch(*carry, tf.constant(e))
+        return carry[1]
+
+    return until_still(advance, loss, epochs, max_epochs, rtol, window, callback)

@@ -21,13 +21,16 @@ FILE = "flatness"
 
 def sharpness_of_run(run, method: str = "sgd", *, zeta: float | None = None, lr: float | None = None,
                      epochs: int | None = None, batch_size: int | None = None, track: str = "step", seed: int = 0,
-                     maxiter: int = defaults.LBFGSB_MAXITER, force: bool = False, save: bool = True,
-                     callback: Callable[[int, float], None] | None = None) -> dict:
+                     maxiter: int = defaults.LBFGSB_MAXITER, rtol: float = defaults.SHARPNESS_RTOL,
+                     max_epochs: int | None = None, window: int = defaults.SHARPNESS_WINDOW, start: str = "corner",
+                     force: bool = False,
+                     save: bool = True, callback: Callable[[int, float], None] | None = None) -> dict:
     """Keskar sharpness of a run's network on its S, with Table 1's settings for whatever is not given.
 
     Args:
       run: a run directory or :class:`tfflat.runs.Run`.
-      method, zeta, lr, epochs, batch_size, track, seed, maxiter: see :func:`tfflat.flatness.sharpness`;
+      method, zeta, lr, epochs, batch_size, track, seed, maxiter, rtol, max_epochs, window, start: see
+        :func:`tfflat.flatness.sharpness`;
         ``None`` takes Table 1's value for the run's task and model (:func:`~tfflat.flatness.sharpness.settings_for`).
       force: recompute even when ``RUN/flatness.json`` holds this result.
       save: write the result into ``RUN/flatness.json``.
@@ -38,18 +41,18 @@ def sharpness_of_run(run, method: str = "sgd", *, zeta: float | None = None, lr:
       warns again (:class:`~tfflat.flatness.sharpness.NotConvergedWarning`).
     """
     from tfflat import validate
-    from tfflat.flatness.sharpness import settings_for, sharpness, warn_not_converged
+    from tfflat.flatness.sharpness import record_note, settings_for, sharpness, warn_not_converged
 
     seed = validate.seed("seed", seed)
     run = _load(run)
     config = run.meta["config"]
     settings = settings_for(method, config["dataset"], config["model"], zeta=zeta, lr=lr, epochs=epochs,
-                            batch_size=batch_size, track=track, seed=seed, maxiter=maxiter)
+                            batch_size=batch_size, track=track, seed=seed, maxiter=maxiter, rtol=rtol,
+                            max_epochs=max_epochs, window=window, start=start)
     fingerprint = weights_hash(run.model)
     stored = read(run.path).get("sharpness", {}).get(method)
     if not force and same(stored, settings, fingerprint):
-        if stored["max_loss"] < stored["corner_loss"] * (1 - 1e-6):
-            warn_not_converged(method, stored["max_loss"], stored["corner_loss"])
+        warn_not_converged(record_note(stored))
         return {**stored, "stored": True, "file": str(path_of(run.path))}
     result = sharpness(run.model, run.splits.x_train, run.splits.y_train, method=method, callback=callback,
                        **settings)

@@ -208,19 +208,25 @@ def kernel_conditioning(k: np.ndarray, x: np.ndarray, params: dict, cache_dir=No
 
 def log_prior(kernel, labels, likelihood: str = "heaviside", *, train_size: int | None = None,
               delta: float = defaults.PAC_BAYES_DELTA, method: str = "sequential", tol: float | None = None,
-              max_sweeps: int | None = None, check: bool = True,
+              max_sweeps: int | None = None, check: bool = True, test_labels=None, allow_unconverged: bool = False,
               progress: Callable[[int, float], None] | None = None) -> dict:
-    """EP's ln P(f) for ``labels`` under N(0, ``kernel``), log10 P(f) and the PAC-Bayes bound (eq. 4).
+    """EP's ln P(f) for ``labels`` under N(0, ``kernel``), log10 P(f), the PAC-Bayes bound (eq. 4) and
+    the GP's own error on E.
 
     Args:
-      kernel, labels: (n, n) covariance and n labels in {0, 1}.
+      kernel, labels: (n, n) covariance of S then E and n labels in {0, 1}.
       likelihood: ``heaviside`` (the paper's definition) or ``probit`` (the published figures).
       train_size: m = |S| for the bound (``None``: no bound).
       delta: δ of the bound.
-      method, tol, max_sweeps, check, progress: see :func:`tfflat.prior.ep.ep_log_prior`.
+      test_labels: the true labels of E (the last n − m points): then ``gp_test_error`` is the error
+        of the EP classifier fitted on S's labels (``labels[:m]``), predicting E from the same kernel's
+        test-train block and test diagonal (:func:`tfflat.prior.classifier.gp_test_error`).
+      method, tol, max_sweeps, check, allow_unconverged, progress: see :func:`tfflat.prior.ep.ep_log_prior`.
     Returns:
       JSON-able dict: ``log10_prior``, ``ln_prior``, ``pac_bayes_bound``, ``delta``, ``converged``,
-      ``likelihood``, ``sweeps``, ``n``, ``ep`` (all EP details).
+      ``likelihood``, ``sweeps``, ``n``, ``gp_test_error`` (None without ``train_size`` < n and
+      ``test_labels``; with ``gp_test_error_note`` when the EP classifier could not be fitted),
+      ``ep`` (all EP details; ``ep["message"]`` says why when P(f) = 0).
     """
     from tfflat.prior.bounds import pac_bayes_bound
     from tfflat.prior.ep import MAX_SWEEPS, TOL, ep_log_prior
@@ -232,12 +238,30 @@ def log_prior(kernel, labels, likelihood: str = "heaviside", *, train_size: int 
     shape = np.shape(kernel)
     if len(shape) == 2 and shape[0] == shape[1]:
         check_memory(shape[0])
-    res = ep_log_prior(kernel, labels, likelihood, method=method, tol=TOL if tol is None else tol,
-                       max_sweeps=MAX_SWEEPS if max_sweeps is None else max_sweeps, check=check, progress=progress)
+    options = dict(method=method, tol=TOL if tol is None else tol,
+                   max_sweeps=MAX_SWEEPS if max_sweeps is None else max_sweeps, allow_unconverged=allow_unconverged)
+    res = ep_log_prior(kernel, labels, likelihood, check=check, progress=progress, **options)
     bound = pac_bayes_bound(res.ln_z, train_size, delta) if train_size else None
-    return {"log10_prior": res.log10_p, "ln_prior": res.ln_z, "pac_bayes_bound": bound, "delta": delta,
-            "converged": res.converged, "likelihood": likelihood, "sweeps": res.sweeps, "n": res.n,
-            "ep": res.to_dict()}
+    out = {"log10_prior": res.log10_p, "ln_prior": res.ln_z, "pac_bayes_bound": bound, "delta": delta,
+           "converged": res.converged, "likelihood": likelihood, "sweeps": res.sweeps, "n": res.n,
+           "gp_test_error": None}
+    if test_labels is not None and train_size and train_size < res.n:
+        out.update(gp_error(kernel, np.asarray(labels)[:train_size], test_labels, train_size, likelihood, **options))
+    out["ep"] = res.to_dict()
+    return out
+
+
+def gp_error(kernel, y_s, y_e, n_s: int, likelihood: str = "heaviside", **ep_options) -> dict:
+    """``{"gp_test_error": …}``: :func:`tfflat.prior.classifier.gp_test_error` on the S + E kernel, or
+    ``None`` with ``gp_test_error_note`` (EP's message) when the classifier cannot be fitted on S."""
+    from tfflat.prior.classifier import gp_test_error
+    from tfflat.prior.ep import as_labels
+
+    y_e = as_labels(y_e, len(kernel) - n_s)            # bad labels are the caller's error …
+    try:
+        return {"gp_test_error": gp_test_error(kernel, y_s, y_e, n_s, likelihood, **ep_options)}
+    except UserError as err:                           # … EP failing on S is a result
+        return {"gp_test_error": None, "gp_test_error_note": str(err)}
 
 
 def function_of_run(run) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -262,6 +286,7 @@ def function_of_run(run) -> tuple[np.ndarray, np.ndarray, dict]:
 def log_prior_of_run(run, kernel: str = "auto", likelihood: str = "heaviside", *, cache_dir=None,
                      delta: float = defaults.PAC_BAYES_DELTA, method: str = "sequential", tol: float | None = None,
                      max_sweeps: int | None = None, samples: int | None = None, seed: int = 0, save: bool = False,
+                     allow_unconverged: bool = False,
                      progress: Callable[[str, int, int | None, float | None], None] | None = None,
                      init: str | None = None, batchnorm: str = "inference", strategy=None) -> dict:
     """log P(f) of a run's function on S + E, with the kernel that matches its model.
@@ -271,7 +296,7 @@ def log_prior_of_run(run, kernel: str = "auto", likelihood: str = "heaviside", *
       kernel: ``auto`` | ``analytic`` | ``empirical`` (see :func:`kernel_for`).
       likelihood: ``heaviside`` (default) or ``probit``.
       cache_dir: kernel cache directory (see :func:`kernel_for`).
-      delta, method, tol, max_sweeps: see :func:`log_prior`.
+      delta, method, tol, max_sweeps, allow_unconverged: see :func:`log_prior`.
       samples, seed: empirical kernel settings.
       init, batchnorm: how the empirical kernel's samples are drawn (default for ResNet50: He-normal
         weights, BatchNorm in inference mode; see :func:`kernel_params`).
@@ -281,8 +306,8 @@ def log_prior_of_run(run, kernel: str = "auto", likelihood: str = "heaviside", *
       progress: ``progress(stage, done, total, value)`` with stage ``"kernel"`` (samples) or ``"ep"``
         (sweeps, ln Z).
     Returns:
-      The :func:`log_prior` dict plus ``kernel`` (its parameters, cache key and ``conditioning``,
-      :func:`kernel_conditioning`), ``function`` (|S|, |E|,
+      The :func:`log_prior` dict (``gp_test_error`` against the true labels of E) plus ``kernel`` (its
+      parameters, cache key and ``conditioning``, :func:`kernel_conditioning`), ``function`` (|S|, |E|,
       training errors, test accuracy, SHA-256 of f) and ``seconds`` (with ``save``: ``by_likelihood``,
       ``versions`` and ``file``).
     """
@@ -304,7 +329,8 @@ def log_prior_of_run(run, kernel: str = "auto", likelihood: str = "heaviside", *
     check_scale(k, likelihood)
     eprog = (lambda s, lz: progress("ep", s, None, lz)) if progress else None
     out = log_prior(k, f, likelihood, train_size=info["S"], delta=delta, method=method, tol=tol,
-                    max_sweeps=max_sweeps, check=False, progress=eprog)   # PSD by construction
+                    max_sweeps=max_sweeps, check=False, test_labels=run.splits.y_test,
+                    allow_unconverged=allow_unconverged, progress=eprog)   # PSD by construction
     shown = {key: val for key, val in params.items() if key != "model_spec"}
     out["kernel"] = {**shown, "key": kernel_key(x, params),
                      "conditioning": kernel_conditioning(k, x, params, cache_dir)}
@@ -361,6 +387,14 @@ def function_of_model(model, x_train, y_train=None, x_test=None, y_test=None, *,
     if ye is not None and len(xe):
         info["test_accuracy"] = float(np.mean(pred_e == h.check_labels(ye, "y_test")))
     return np.concatenate([xs, xe]), np.concatenate([ys, pred_e]), info, h
+
+
+def _test_labels(model, x_test, y_test, h):
+    """The checked true labels of E (None when E comes without them)."""
+    from tfflat.data.arrays import as_arrays
+
+    _, ye = as_arrays(x_test, y_test, model=model, names=("x_test", "y_test"))
+    return None if ye is None else h.check_labels(ye, "y_test").astype(np.int8)
 
 
 def _architecture(model) -> str | None:
@@ -460,7 +494,7 @@ def log_prior_of_model(model, x_train, y_train=None, x_test=None, y_test=None, *
                        likelihood: str = "heaviside", feature_layer=None, sigma_w=None, sigma_b=None,
                        samples: int | None = None, seed: int = 0, cache_dir=None,
                        delta: float = defaults.PAC_BAYES_DELTA, method: str = "sequential", tol: float | None = None,
-                       max_sweeps: int | None = None,
+                       max_sweeps: int | None = None, allow_unconverged: bool = False,
                        progress: Callable[[str, int, int | None, float | None], None] | None = None,
                        init: str = "model", batchnorm: str = "inference", strategy=None) -> dict:
     """log P(f) of any Keras binary classifier's function on S + E (true labels on S, its labels on E).
@@ -476,12 +510,13 @@ def log_prior_of_model(model, x_train, y_train=None, x_test=None, y_test=None, *
       feature_layer, sigma_w, sigma_b, samples, seed: the empirical kernel's h, scales, M and first seed
         (σw, σb also override the analytic kernel's, for every layer).
       cache_dir: kernel cache directory (see :func:`cached_kernel`).
-      delta, method, tol, max_sweeps: see :func:`log_prior`.
+      delta, method, tol, max_sweeps, allow_unconverged: see :func:`log_prior`.
       progress: as for :func:`log_prior_of_run`.
       init, batchnorm: how the empirical kernel's samples are drawn (see :func:`model_kernel_params`).
       strategy: devices of the empirical kernel's forward passes (:mod:`tfflat.devices`).
     Returns:
-      The :func:`log_prior` dict plus ``kernel`` (with its ``conditioning``), ``function`` (|S|, |E|, training errors, accuracies,
+      The :func:`log_prior` dict (``gp_test_error`` against ``y_test``, None without it) plus ``kernel``
+      (with its ``conditioning``), ``function`` (|S|, |E|, training errors, accuracies,
       SHA-256 of f), ``head`` and ``seconds``. A :class:`KernelScaleWarning` when a probit result is
       meaningless.
     """
@@ -500,8 +535,10 @@ def log_prior_of_model(model, x_train, y_train=None, x_test=None, y_test=None, *
     k = kernel_of_model(model, x, params, kprog, cache_dir, strategy)
     check_scale(k, likelihood)
     eprog = (lambda s, lz: progress("ep", s, None, lz)) if progress else None
+    y_e = _test_labels(model, x_test, y_test, h) if info["E"] else None
     out = log_prior(k, f, likelihood, train_size=info["S"], delta=delta, method=method, tol=tol,
-                    max_sweeps=max_sweeps, check=False, progress=eprog)   # PSD by construction
+                    max_sweeps=max_sweeps, check=False, test_labels=y_e, allow_unconverged=allow_unconverged,
+                    progress=eprog)   # PSD by construction
     out["kernel"] = {**{key: v for key, v in params.items() if key != "cacheable"}, "key": kernel_key(x, params),
                      "conditioning": kernel_conditioning(k, x, params, cache_dir)}
     out["function"] = {**info, "sha256": hashlib.sha256(f.tobytes()).hexdigest()}
