@@ -84,6 +84,8 @@ class Trainer:
                  x_eval=None, jit_compile: bool | None = None):
         import tensorflow as tf
 
+        from tfflat.training import batched
+
         n = len(y_fit)
         if n == 0:
             raise UserError("the training set S ∪ A is empty")
@@ -123,6 +125,8 @@ class Trainer:
 
         self._epoch = tf.function(epoch, jit_compile=self.jit,
                                   input_signature=[tf.TensorSpec([n], tf.int32)])
+        if fused and batched.plain_sgd(model, optimizer):   # same steps, written out (tfflat.training.batched)
+            self._epoch = batched.variable_epoch(variables, optimizer, self.x, self.y, self.x_eval, bs, self.batches)
         self._fused = fused
         # Non-fused evaluation (big models) is compiled once; fused trainers evaluate eagerly only at epoch 0.
         self._logits = (tf.function(lambda x: tf.reshape(model(x, training=False), [-1]), reduce_retracing=True)
