@@ -286,3 +286,24 @@ def _epoch_fn(k, widths, batch_size, per_step):
         return delta, z1s, best
 
     return epoch
+
+
+def value_grad(w0, state, data, delta, *, chunk=None):
+    """``(L(w₀ + Δ), ∇L flat)`` on all of S for a plain FCN (``w₀ = [W₁, b₁, …]``; Δ flat): the FCN case
+    of :func:`tfflat.flatness.sharpness`'s loss-and-gradient, a small graph that needs no XLA compilation."""
+    import tensorflow as tf
+
+    from tfflat.flatness import objective
+
+    x, y = data[0], data[1]
+    h0 = tf.reshape(x, [tf.shape(x)[0], -1])
+    d = objective.unflatten(delta, w0)
+    with tf.GradientTape() as tape:
+        tape.watch(d)
+        h = h0
+        for i in range(0, len(w0), 2):
+            h = tf.matmul(h, w0[i] + d[i]) + (w0[i + 1] + d[i + 1])
+            if i + 2 < len(w0):
+                h = tf.nn.relu(h)
+        loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=h[:, 0]))
+    return loss, objective.flatten(tape.gradient(loss, d))

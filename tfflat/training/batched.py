@@ -1,26 +1,27 @@
-"""Many FCNs trained at once: the points of an attack-set sweep stacked as one batched network (SPEC §3).
+"""Many FCNs trained at once: the points of an attack-set sweep as one stack (SPEC §3).
 
 The points of a sweep (seeds × attack sizes) share S and E, and A for |A| = a is the first a entries
-of the largest A, so network k trains on the first n_k = |S| + a_k rows of S ∪ A_max. Their weights are
-stacked along a leading axis (W₁ is (K, d, 40), …) and one compiled call runs an epoch of all K: at
-step b network k takes its own minibatch b (from its own shuffle, the very ``numpy`` permutation
-:class:`~tfflat.training.Trainer` draws for its seed), the K forward and backward passes are batched
-matrix products, and each network gets the plain SGD update w ← w − lr·∇L_B(w). A network whose
-epoch has fewer minibatches (smaller |A|), or that has stopped, sees an all-masked minibatch: its
-gradient is exactly 0 and its weights do not change.
+of the largest A, so network k trains on the first n_k = |S| + a_k rows of S ∪ A_max with its own
+shuffle (the very ``numpy`` permutation :class:`~tfflat.training.Trainer` draws for its seed). One
+compiled call (:func:`sgd_epoch`) runs an epoch of every network still training and then the
+stopping check (logits on S, and on A for ``stop_on="SA"``); the full record of
+:func:`~tfflat.training.loop.evaluate` is computed only at the epochs that are kept.
 
-Each network follows *bit for bit* the trajectory of a fresh single-network ``tfflat train`` with the
-same seed (``tests/training/test_batched.py`` checks it): XLA's batched product computes each batch
-entry with the same kernel as the single product, every other operation is elementwise or reduces
-along the same axis in the same order, and the stopping test reads the same float32 logits.
+**Bit for bit the single-network trainer.** :class:`~tfflat.training.Trainer` runs the same
+:func:`sgd_epoch` for a plain ReLU FCN under plain SGD (a stack of one): inside the compiled loop
+the networks are visited one at a time with run-time trip counts, so every minibatch step is the
+same two-dimensional XLA computation whatever the stack size, and the stopping check's logits are
+row-wise independent of how many rows are evaluated. ``tests/training/test_batched.py`` checks
+weights, zero-error epochs and records for equality. (Truly batched products — one (K, 32, 784)
+matmul — were measured no faster per network on XLA CPU and give other float32 roundings, which the
+chaotic fit of flipped labels amplifies into different zero-error epochs.)
 
-Only what the stopping rule needs is evaluated after every epoch (logits on S, and on A for
-``stop_on="SA"``); the full record of :func:`~tfflat.training.loop.evaluate` (loss, accuracy on S, A, E)
-is computed at the epochs that are kept (the zero-error epoch plus the requested overtraining
-offsets, and the last epoch) with the same compiled forward pass as the single-network trainer.
+What a stack saves is everything around the arithmetic: one compilation for all |A| and seeds
+instead of one per (|A|, worker), one host round trip per epoch for all networks, and the stopping
+check on S only instead of S, A and E every epoch.
 
-Plain SGD only (``optimizer="sgd"``, no momentum): an optimizer with state (momentum, Adam) would also
-advance for the masked steps; such sweeps train point by point.
+Plain SGD only (no momentum): an optimizer with state would need per-network masking of its
+updates; such sweeps train point by point.
 """
 
 from __future__ import annotations
@@ -98,8 +99,8 @@ def train_fcns(spec: dict, splits: Splits, members, *, learning_rate: float | No
                overtrain=(0,), stop_on: str = "S", progress=None) -> list[MemberResult]:
     """Train the FCNs ``models.build(spec, seed)`` for ``members = [(attack_size, seed), …]`` at once.
 
-    Every network follows ``train(models.build(spec, seed), splits_a, "sgd", seed=seed, …)`` on the
-    splits with the first ``attack_size`` entries of ``splits``' A, to float32 rounding.
+    Every network equals, bit for bit, ``train(models.build(spec, seed), splits_a, "sgd", seed=seed, …)``
+    on the splits with the first ``attack_size`` entries of ``splits``' A.
 
     Args:
       spec: an FCN spec of :func:`tfflat.models.model_spec` (``kind="fcn"``).
@@ -117,7 +118,7 @@ def train_fcns(spec: dict, splits: Splits, members, *, learning_rate: float | No
     """
     import tensorflow as tf
 
-    from tfflat import models
+    from tfflat.models import fcn
 
     members = [(int(a), int(s)) for a, s in members]
     if not members:
@@ -152,7 +153,8 @@ def train_fcns(spec: dict, splits: Splits, members, *, learning_rate: float | No
     tx, ty, tcheck, trest = (tf.constant(v) for v in (x_fit, y_fit, x_fit[:check_rows], x_rest.astype(np.float32)))
     y_all = np.concatenate([splits.y_train, splits.y_attack])
 
-    init = [models.build(spec, seed=s).get_weights() for _, s in members]
+    init = [fcn.initial_weights(spec["input_shape"], spec["widths"], spec["sigma_w"], spec["sigma_b"], seed=s)
+            for _, s in members]
     ws = stack(init)
     epoch_fn, logits_fn = _compiled("epoch"), _compiled("logits")
     rngs = [np.random.default_rng(s) for _, s in members]
