@@ -1,25 +1,30 @@
-"""The whole Fig. 3(a) MNIST sweep — 55 points of train + sharpness + log P(f) — versus the published
-code's per-point pipeline (goal: tfflat under 5 minutes on 2 CPU cores).
+"""The whole Fig. 3(a) MNIST sweep — 55 points of train to zero error + sharpness + log P(f) — point by
+point (``tfflat sweep``) versus all points as stacks (the batched API), with equality of the points.
 
-tfflat: one command, ``tfflat sweep configs/fig3_mnist_sgd.toml`` (|S| = 500, |E| = 1000,
-|A| = 0, 50, …, 500, 5 seeds, SGD; sharpness Table 1; probit EP on the one NNGP kernel of S + E),
-timed end to end in a fresh process (TensorFlow start-up included).
+Sizes of ``configs/fig3_mnist_sgd.toml``: |S| = 500, |E| = 1000, |A| = 0, 50, …, 500, 5 seeds, SGD lr 0.01
+batch 32 to the zero-error epoch; sharpness Table 1 (ζ 1e-4, 1600 steps, full-S loss every step);
+probit EP on the one NNGP kernel of S + E.
 
-Baseline (the published code's pattern), timed on a few points and extrapolated to 55: per point a
-new Keras model trained with ``train_on_batch`` per minibatch and the training accuracy after every
-epoch until it is 1; the sharpness ascent of ``bench_sharpness.baseline`` (Keras step, numpy clip and
-a full-S ``predict_on_batch`` per minibatch); the NNGP kernel of S + E recomputed and GPy's EP
-(Bernoulli/probit) when a Python with GPy is given (``--gpy-python``), else tfflat's EP (noted).
-The issue's reference: 15–25 s per point (training 1–22 s, sharpness ~4.5 s, GPy EP ~1.5 s). Run:
+* **per point**: one fresh ``tfflat sweep configs/fig3_mnist_sgd.toml --workers W`` process (what users
+  run today), wall time from launch to exit.
+* **stacked**: W fresh worker processes (one thread each), each taking every W-th attack size and
+  running :func:`tfflat.training.batched.train_fcns` on all its points at once, then
+  :func:`tfflat.flatness.batched.sharpness_fcns` on the zero-error networks (grouped by seed), then
+  log P(f) point by point with the session's kernel; wall time from launch to the last exit. Per
+  stage (summed over workers): start-up (imports, data, kernel), train, sharpness, prior, each set
+  against its arithmetic at this machine's compiled float32 matmul rate.
+* **equality**: per point, zero-error epoch, test accuracy and training loss must be identical (the
+  stacked trainer equals the single-network one bit for bit); sharpness and log P(f) agree to float32
+  rounding (the printed maximum relative differences).
 
-    python benchmarks/bench_sweep.py [--data-dir ../shared/data] [--workers 1] [--baseline-points 3]
-                                     [--gpy-python /path/to/python-with-GPy] [--quick]
+Run (``--quick``: the config's small sizes, a smoke test):
+
+    python benchmarks/bench_sweep.py [--data-dir ../shared/data] [--workers 2] [--quick] [--skip-per-point]
 """
 
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,145 +37,151 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-GPY_SCRIPT = """
-import sys, time, numpy as np, GPy
-from GPy.inference.latent_function_inference.expectation_propagation import EP
-from paramz import ObsAr
-K, y = np.load(sys.argv[1]), np.load(sys.argv[2])
-lik = GPy.likelihoods.Bernoulli(gp_link=GPy.likelihoods.link_functions.Probit())
-t = time.perf_counter()
-_, lml, _ = EP().inference(None, np.zeros((len(y), 1)), lik, ObsAr(y.astype(float)[:, None]), K=K)
-print(time.perf_counter() - t, float(lml))
-"""
+CONFIG = ROOT / "configs" / "fig3_mnist_sgd.toml"
 
 
-def run_tfflat(args) -> dict:
-    """The sweep as a user runs it: one fresh ``tfflat sweep`` process, wall time from launch to exit."""
+def run_per_point(args) -> dict:
+    """The sweep as users run it today: one fresh ``tfflat sweep`` process."""
     out = Path(tempfile.mkdtemp()) / "fig3.jsonl"
-    cmd = [sys.executable, "-m", "tfflat_cli.main", "sweep", str(ROOT / "configs" / "fig3_mnist_sgd.toml"),
-           "--data-dir", args.data_dir, "--out", str(out), "--workers", str(args.workers), "--json"]
-    if args.quick:
-        cmd.append("--quick")
-    t0, c0 = time.perf_counter(), _child_cpu()
+    cmd = [sys.executable, "-m", "tfflat_cli.main", "sweep", str(CONFIG), "--data-dir", args.data_dir,
+           "--out", str(out), "--workers", str(args.workers), "--json"] + (["--quick"] if args.quick else [])
+    t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
-    wall, cpu = time.perf_counter() - t0, _child_cpu() - c0
+    wall = time.perf_counter() - t0
     if done.returncode != 0:
         sys.exit(f"tfflat sweep failed:\n{done.stderr[-3000:]}")
     recs = [json.loads(line) for line in out.read_text().splitlines()]
-    stage = {k: float(np.sum([r.get(k, 0.0) for r in recs]))
-             for k in ("seconds_train", "seconds_sharpness", "seconds_prior")}
-    return {"wall": wall, "cpu": cpu, "points": len(recs), "stages": stage, "out": str(out), "records": recs}
+    stages = {k: float(np.sum([r.get(k, 0.0) for r in recs])) for k in ("seconds_train", "seconds_sharpness",
+                                                                         "seconds_prior")}
+    return {"wall": wall, "records": recs, "stages": stages}
 
 
-def _child_cpu() -> float:
-    """CPU seconds (user + system) of the finished child processes so far."""
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def baseline_point(task, spec, attack_size, seed, args, sharp_baseline):
-    import keras
-
-    from tfflat import models
-    from tfflat.data import make_splits
-    from tfflat.prior import ep, kernels
-
-    s = make_splits(task, 500 if not args.quick else 100, attack_size, 1000 if not args.quick else 200, seed=0)
-    x, y = s.x_fit, s.y_fit.astype(np.float32)
-    times = {}
-    c0, g0 = time.process_time(), _child_cpu()
+def run_stacked(args) -> dict:
+    """W fresh worker processes, each running its share of the points through the batched API."""
+    tmp = Path(tempfile.mkdtemp())
+    env = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
     t0 = time.perf_counter()
-    model = models.build(spec, seed=seed)
-    model.compile(keras.optimizers.SGD(0.01), keras.losses.BinaryCrossentropy(from_logits=True))
-    rng = np.random.default_rng(seed)
-    epochs = 0
-    while epochs < 10000:
-        perm = rng.permutation(len(y))
-        for i in range(0, len(y), 32):
-            b = perm[i:i + 32]
-            model.train_on_batch(x[b], y[b])
-        epochs += 1
-        if np.all((model.predict_on_batch(s.x_train).ravel() >= 0) == (s.y_train == 1)):
-            break
-    times["train"] = time.perf_counter() - t0
+    procs = [subprocess.Popen([sys.executable, __file__, "--child", f"{i}/{args.workers}", "--data-dir", args.data_dir,
+                               "--out", str(tmp / f"w{i}.json")] + (["--quick"] if args.quick else []), env=env,
+                              stderr=subprocess.PIPE, text=True) for i in range(args.workers)]
+    for p in procs:
+        _, err = p.communicate()
+        if p.returncode != 0:
+            sys.exit(f"stacked worker failed:\n{err[-3000:]}")
+    wall = time.perf_counter() - t0
+    shares = [json.loads((tmp / f"w{i}.json").read_text()) for i in range(args.workers)]
+    return {"wall": wall, "records": [r for s in shares for r in s["records"]],
+            "stages": {k: float(sum(s["stages"][k] for s in shares)) for k in shares[0]["stages"]},
+            "work": {k: float(sum(s["work"][k] for s in shares)) for k in shares[0]["work"]}}
+
+
+def child(share: str, data_dir: str, quick: bool, out: str) -> None:
+    """One worker of the stacked sweep: every n-th attack size, all seeds (see the module doc)."""
+    t_start = time.perf_counter()
+    from tfflat.experiments import config
+    from tfflat.experiments.session import Session, function_hash
+    from tfflat.flatness import batched as fbatched
+    from tfflat.prior import log_prior
+    from tfflat.training import batched
+
+    i, n = (int(v) for v in share.split("/"))
+    exp = config.load(CONFIG, quick=quick, data_dir=data_dir)
+    session = Session(exp)
+    kernel = session.kernel()
+    d, t, sh, pr = exp.data, exp.train, exp.sharpness, exp.prior
+    sizes = sorted(d["attack_sizes"])[i::n]
+    members = [(a, s) for a in sizes for s in t["seeds"]]
+    splits = session.splits(max(sizes))
+    stages = {"startup": time.perf_counter() - t_start}
+
     t0 = time.perf_counter()
-    sh = sharp_baseline(model, s.x_train, s.y_train.astype(np.float64), 1e-4, 1e-3,
-                        100 if not args.quick else 10, 32, seed)
-    times["sharpness"] = time.perf_counter() - t0
+    trained = batched.train_fcns(session.spec, splits, members, learning_rate=t["learning_rate"],
+                                 batch_size=t["batch_size"], max_epochs=t["max_epochs"], stop_on=t["stop_on"])
+    stages["train"] = time.perf_counter() - t0
+    ok = [r for r in trained if 0 in r.snapshots]
     t0 = time.perf_counter()
-    x_se = np.concatenate([s.x_train, s.x_test])
-    k = kernels.nngp_kernel(x_se, 2, spec["sigma_w"], spec["sigma_b"])      # recomputed per point
-    f = np.concatenate([s.y_train, (model.predict_on_batch(s.x_test).ravel() >= 0).astype(int)])
-    kernel_seconds = time.perf_counter() - t0
-    if args.gpy_python:      # GPy's EP in its own interpreter; its import is not timed
-        tmp = Path(tempfile.mkdtemp())
-        np.save(tmp / "K.npy", k)
-        np.save(tmp / "y.npy", f)
-        r = subprocess.run([args.gpy_python, "-c", GPY_SCRIPT, str(tmp / "K.npy"), str(tmp / "y.npy")],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.exit(f"GPy failed: {r.stderr[-2000:]}")
-        times["prior"] = kernel_seconds + float(r.stdout.split()[0])
-    else:
-        t0 = time.perf_counter()
-        ep.ep_log_prior(k, f, "probit")
-        times["prior"] = kernel_seconds + time.perf_counter() - t0
-    times["cpu"] = time.process_time() - c0 + _child_cpu() - g0
-    times["epochs"] = epochs
-    times["sharpness_value"] = sh
-    return times
+    sharp = fbatched.sharpness_fcns([r.snapshots[0].weights for r in ok], splits.x_train, splits.y_train,
+                                    zeta=sh["zeta"][0], lr=sh["lr"], epochs=sh["epochs"], batch_size=sh["batch_size"],
+                                    seeds=[r.seed for r in ok])
+    stages["sharpness"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    records, ns = [], len(splits.y_train)
+    for r, s in zip(ok, sharp):
+        snap = r.snapshots[0]
+        z = snap.logits
+        f = (np.concatenate([z[:ns], z[ns + r.attack_size:]]) >= 0).astype(np.int64)
+        p = log_prior(kernel, f, pr["likelihood"], train_size=ns, delta=pr["delta"], check=False)
+        records.append({"attack_size": r.attack_size, "seed": r.seed, "zero_error_epoch": r.zero_error_epoch,
+                        "test_accuracy": snap.record["acc_E"], "train_loss": snap.record["loss_S"],
+                        "sharpness": s.sharpness, "log10_prior": p["log10_prior"], "function_hash": function_hash(f)})
+    stages["prior"] = time.perf_counter() - t0
+    steps = sum(r.gradient_evaluations for r in trained)
+    epochs = sum(r.epochs for r in trained)
+    d_in, widths = int(np.prod(session.spec["input_shape"])), session.spec["widths"] + [1]
+    fan = [d_in] + widths[:-1]
+    fwd = 2 * sum(a * b for a, b in zip(fan, widths))                 # FLOPs per example, forward
+    bs = t["batch_size"]
+    work = {"train": steps * bs * (3 * fwd - 2 * d_in * widths[0]) + epochs * ns * fwd,
+            "sharpness": len(ok) * sh["epochs"] * -(-ns // bs) * (ns * fwd + 2 * bs * d_in * widths[0])}
+    Path(out).write_text(json.dumps({"records": records, "stages": stages, "work": work}))
 
 
-def run_baseline(args) -> dict:
-    sys.path.insert(0, str(HERE))
-    from bench_sharpness import baseline as sharp_baseline
+def matmul_rate() -> float:
+    """Compiled float32 GFLOP/s on (500 × 784) @ (784 × 40), one thread (as the workers run), wall time."""
+    code = ("import sys, numpy as np; sys.path.insert(0, %r); from bench_sharpness import matmul_rate; "
+            "print(matmul_rate(np.ones((500, 784), np.float32), 40))" % str(HERE))
+    env = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    return float(done.stdout.split()[-1])
 
-    from tfflat import models
-    from tfflat.data import load_task
 
-    task = load_task("mnist", args.data_dir)
-    spec = models.model_spec("fcn", "mnist", task.input_shape)
-    sizes = [0, 250, 500] if not args.quick else [0, 50, 100]
-    points = [(sizes[i % len(sizes)], i // len(sizes)) for i in range(args.baseline_points)]
-    rows = []
-    for a, seed in points:
-        rows.append({"attack_size": a, "seed": seed, **baseline_point(task, spec, a, seed, args, sharp_baseline)})
-        print(f"  baseline |A|={a} seed {seed}: " + ", ".join(f"{k} {v:.1f}" for k, v in rows[-1].items()
-                                                              if k not in ("attack_size", "seed")), flush=True)
-    return {"points": rows}
+def compare(per_point: list, stacked: list) -> str:
+    key = lambda r: (r["attack_size"], r["seed"])                   # noqa: E731
+    old = {key(r): r for r in per_point if r.get("status", "ok") == "ok"}
+    new = {key(r): r for r in stacked}
+    common = sorted(set(old) & set(new))
+    same = sum(all(old[k][f] == new[k][f] for f in ("zero_error_epoch", "test_accuracy", "train_loss",
+                                                     "function_hash")) for k in common)
+    rel = lambda f: max(abs(new[k][f] - old[k][f]) / max(abs(old[k][f]), 1e-30) for k in common)   # noqa: E731
+    return (f"{len(common)} common points: {same} with identical zero-error epoch, test accuracy, training loss and "
+            f"function on S + E; max relative difference: sharpness {rel('sharpness'):.1e}, "
+            f"log10 P(f) {rel('log10_prior'):.1e}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--baseline-points", type=int, default=3, help="points of the baseline to time (0: skip)")
-    ap.add_argument("--gpy-python", default=None, help="a Python interpreter that has GPy (for the baseline EP)")
+    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="the config's [quick] sizes (a smoke test)")
+    ap.add_argument("--skip-per-point", action="store_true", help="time only the stacked sweep")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
-
-    print(f"tfflat sweep configs/fig3_mnist_sgd.toml{' --quick' if args.quick else ''} "
-          f"--workers {args.workers} (fresh process) …", flush=True)
-    tf_res = run_tfflat(args)
-    n = tf_res["points"]
-    st = tf_res["stages"]
-    print(f"tfflat: {n} points in {tf_res['wall']:.1f} s wall ({tf_res['wall'] / n:.2f} s/point), "
-          f"{tf_res['cpu']:.0f} CPU-s ({tf_res['cpu'] / n:.2f} CPU-s/point); summed stage "
-          f"seconds: train {st['seconds_train']:.1f}, sharpness {st['seconds_sharpness']:.1f}, "
-          f"prior {st['seconds_prior']:.1f}")
-    if args.baseline_points <= 0:
+    if args.child:
+        child(args.child, args.data_dir, args.quick, args.out)
         return
-    print(f"baseline (published code's pattern) on {args.baseline_points} points …", flush=True)
-    base = run_baseline(args)
-    per = [r["train"] + r["sharpness"] + r["prior"] for r in base["points"]]
-    mean = float(np.mean(per))
-    cpu = float(np.mean([r["cpu"] for r in base["points"]]))
-    print(f"baseline: {mean:.1f} s/point, {cpu:.1f} CPU-s/point on average → {mean * n:.0f} s wall, "
-          f"{cpu * n:.0f} CPU-s for {n} points (EP: {'GPy' if args.gpy_python else 'tfflat EP, GPy not given'})")
-    print(f"ratio baseline / tfflat: wall {mean * n / tf_res['wall']:.1f}×, CPU {cpu * n / tf_res['cpu']:.1f}×  "
-          f"(goal: tfflat < 300 s for the 55 points on 2 cores; issue's reference 15–25 s/point = 825–1375 s)")
-    print(f"load average during the run: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores: timings are "
-          f"pessimistic when it exceeds the core count)")
+
+    print(f"Fig. 3(a) sweep{' (--quick)' if args.quick else ''}, {args.workers} workers, {os.cpu_count()} cores, "
+          f"load {os.getloadavg()[0]:.1f}", flush=True)
+    st = run_stacked(args)
+    n = len(st["records"])
+    s = st["stages"]
+    rate = matmul_rate()
+    print(f"stacked: {n} points in {st['wall']:.1f} s wall; summed over workers: start-up {s['startup']:.1f} s, "
+          f"train {s['train']:.1f} s, sharpness {s['sharpness']:.1f} s, prior {s['prior']:.1f} s", flush=True)
+    print(f"  arithmetic at {rate:.0f} GFLOP/s (one core, compiled (500x784)@(784x40)): train "
+          f"{st['work']['train'] / rate / 1e9:.1f} s, sharpness {st['work']['sharpness'] / rate / 1e9:.1f} s "
+          f"(per worker-core; goal: 55 points <= 30 s wall)", flush=True)
+    if args.skip_per_point:
+        return
+    pp = run_per_point(args)
+    p = pp["stages"]
+    print(f"per point (tfflat sweep --workers {args.workers}): {len(pp['records'])} points in {pp['wall']:.1f} s wall; "
+          f"summed: train {p['seconds_train']:.1f} s, sharpness {p['seconds_sharpness']:.1f} s, prior "
+          f"{p['seconds_prior']:.1f} s", flush=True)
+    print(f"speed-up of the stacked sweep: {pp['wall'] / st['wall']:.2f}x; " + compare(pp["records"], st["records"]))
+    print(f"load now {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
