@@ -150,7 +150,8 @@ class Stack:
 
         key = ("corner",) + self._key()
         if key not in _CACHE:
-            _CACHE[key] = tf.function(_loss_and_corner_fn(self.k, self.widths), jit_compile=True, autograph=False)
+            # called once per stack: a plain graph, no XLA compilation
+            _CACHE[key] = tf.function(_loss_and_corner_fn(self.k, self.widths), autograph=False)
         loss, corner = _CACHE[key](self.w, self.data.x, self.data.y, tf.constant(zeta, tf.float32))
         return loss.numpy(), corner.numpy()
 
@@ -164,7 +165,7 @@ class Stack:
                                       autograph=False)
         epoch = _CACHE[key]
         delta = tuple(tf.zeros_like(w) for w in self.w)
-        z1 = tf.zeros([self.data.n, self.widths[0] * self.k])
+        z1 = tf.matmul(self.data.x, self.w[0]) + self.w[1]          # Z₁ on S at Δ = 0, carried from step to step
         best = tf.constant(np.asarray(loss, np.float32))
         args = (self.w, self.data.x, self.data.y, tf.constant(zeta, tf.float32), tf.constant(lr, tf.float32))
         seed_t, trace = tf.constant(int(seed)), []
@@ -278,8 +279,6 @@ def _epoch_fn(k, widths, batch_size, per_step):
                 best = tf.maximum(best, full_loss(z1s, delta))
             return b + 1, delta, z1s, best
 
-        if per_step:
-            z1s = tf.cond(index == 0, lambda: first(delta), lambda: z1s)
         _, delta, z1s, best = tf.while_loop(lambda b, *_: b < batches, step, (tf.constant(0), tuple(delta), z1s, best))
         if not per_step:
             best = tf.maximum(best, full_loss(first(delta), delta))
