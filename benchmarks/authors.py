@@ -12,8 +12,8 @@ disabled (graph mode and sessions, exactly the published pattern). Nothing in th
   flattened 784 pixels / 255), ``train_y_20000.npy`` (one-hot float64; the script flips A's labels
   itself), ``test_x_1000.npy``, ``test_y_1000.npy`` (E). Only the first |S| + |A| training rows are
   written (the script only slices them); the images are tfflat's S, A and E of the same seed;
-* the timing is taken by wrapping ``Session.run`` (one ``perf_counter`` pair per call, < 1 µs against the
-  ~100 µs of a call) and classifying each call by what it fetches: the training op, the accuracy/cost
+* the timing is taken by wrapping ``Session.run`` (one ``perf_counter`` and one ``process_time`` pair per
+  call, ~1 µs against the ~100 µs of a call; CPU time counts all of TF's threads) and classifying each call by what it fetches: the training op, the accuracy/cost
   evaluations after each epoch, the ascent op, the parameter read-back, the six assigns, the full-S
   loss after every ascent step;
 * the script trains and measures 5 networks (``sample_times=5``); the launcher stops it (by an
@@ -105,7 +105,7 @@ def _launch(script: str, attack_size: str, samples: int, out: str) -> None:
     v1.disable_v2_behavior()
     sys.modules["tensorflow"] = v1           # the script's `import tensorflow as tf` gets the TF1 API
 
-    calls = []                               # (start, end, what)
+    calls = []                               # (start, end, what, cpu at start, cpu at end)
     base_run = v1.Session.run
 
     def what(fetches):
@@ -130,9 +130,9 @@ def _launch(script: str, attack_size: str, samples: int, out: str) -> None:
         return name
 
     def timed_run(self, fetches, *a, **k):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         r = base_run(self, fetches, *a, **k)
-        calls.append((t0, time.perf_counter(), what(fetches)))
+        calls.append((t0, time.perf_counter(), what(fetches), c0, time.process_time()))
         return r
 
     v1.Session.run = timed_run
@@ -165,24 +165,26 @@ def summarise(raw: dict) -> dict:
     calls = raw["calls"]
     nets, cur, prev = [], None, None
     for c in calls:
-        t0, t1, kind = c
+        t0, t1, kind, c0, c1 = c
         kind, prev = ("epoch_cost" if kind == "cost" and prev == "eval" else kind), kind
         if kind == "train_step" and (cur is None or cur["phase"] == "ascent"):
-            cur = {"phase": "train", "epoch_ends": [], "train_start": t0, "ascent": [], "kinds": {}, "train_kinds": {}}
+            cur = {"phase": "train", "epoch_ends": [], "cpu_ends": [], "train_start": t0, "ascent": [], "kinds": {},
+                   "train_kinds": {}}
             nets.append(cur)
         if cur is None:
             continue
         if kind == "ascent_step" and cur["phase"] == "train":
             cur["phase"] = "ascent"
-            cur["ascent_start"] = t0
+            cur["ascent_start"], cur["ascent_cpu_start"] = t0, c0
         if cur["phase"] == "train":
             cur["train_kinds"].setdefault(kind, [0, 0.0])
             cur["train_kinds"][kind][0] += 1
             cur["train_kinds"][kind][1] += t1 - t0
             if kind == "epoch_cost":
                 cur["epoch_ends"].append(t1)
+                cur["cpu_ends"].append(c1)
         if cur["phase"] == "ascent":
-            cur["ascent_end"] = t1
+            cur["ascent_end"], cur["ascent_cpu_end"] = t1, c1
             cur["kinds"].setdefault(kind, [0, 0.0])
             cur["kinds"][kind][0] += 1
             cur["kinds"][kind][1] += t1 - t0
@@ -194,11 +196,13 @@ def summarise(raw: dict) -> dict:
         epochs = len(ends)
         rec = {"epochs": epochs, "first_epoch_s": ends[0] - n["train_start"] if ends else None,
                "ms_per_epoch": 1e3 * (ends[-1] - ends[0]) / (epochs - 1) if epochs > 1 else None,
+               "cpu_ms_per_epoch": 1e3 * (n["cpu_ends"][-1] - n["cpu_ends"][0]) / (epochs - 1) if epochs > 1 else None,
                "calls_per_epoch": {k: v[0] / max(epochs, 1) for k, v in n["train_kinds"].items()},
                "ms_per_epoch_by_call": {k: 1e3 * v[1] / max(epochs, 1) for k, v in n["train_kinds"].items()}}
         if n["ascent"]:
             steps = len(n["ascent"])
             rec.update(ascent_steps=steps, ascent_s=n["ascent_end"] - n["ascent_start"],
+                       ascent_cpu_s=n["ascent_cpu_end"] - n["ascent_cpu_start"],
                        calls_per_step={k: v[0] / steps for k, v in n["kinds"].items()},
                        ms_per_step_by_call={k: 1e3 * v[1] / steps for k, v in n["kinds"].items()})
         out.append(rec)

@@ -168,9 +168,9 @@ class Stack:
         z1 = tf.matmul(self.data.x, self.w[0]) + self.w[1]          # Z₁ on S at Δ = 0, carried from step to step
         best = tf.constant(np.asarray(loss, np.float32))
         args = (self.w, self.data.x, self.data.y, tf.constant(zeta, tf.float32), tf.constant(lr, tf.float32))
-        seed_t, trace = tf.constant(int(seed)), []
+        trace = []
         for e in range(epochs):
-            delta, z1, best = epoch(*args, delta, z1, best, tf.constant(e), seed_t)
+            delta, z1, best = epoch(*args, delta, z1, best, minibatch_order(self.data.n, seed, e))
             trace.append(best)
             if callback is not None:
                 callback(e + 1, float(best[0]) if self.k == 1 else best.numpy())
@@ -178,6 +178,16 @@ class Stack:
 
 
 # ---- the compiled functions -----------------------------------------------------------------
+
+def minibatch_order(n: int, seed: int, epoch: int):
+    """The order of S in ascent epoch ``epoch``: ``argsort(stateless_uniform([n], (seed, epoch)))``, as the
+    generic path draws it in its compiled epoch (philox is exact integer arithmetic, so the eager draw is
+    the same); drawn outside the compiled epoch, which then compiles faster."""
+    import tensorflow as tf
+
+    u = tf.random.stateless_uniform([n], seed=[int(seed), int(epoch)], alg="philox")
+    return tf.cast(tf.argsort(u, stable=True), tf.int32)
+
 
 def _head(z1, deeper, k):
     """Logits (K, m) from the first-layer pre-activations z1 (m, K·h₁) through the deeper layers."""
@@ -247,7 +257,7 @@ def _epoch_fn(k, widths, batch_size, per_step):
     """One epoch of the ascent of a Stack (its order fixed by (seed, epoch)); carries (Δ, Z₁ on S, best)."""
     import tensorflow as tf
 
-    def epoch(w, x, y, zeta, lr, delta, z1s, best, index, seed):
+    def epoch(w, x, y, zeta, lr, delta, z1s, best, order):
         n = int(y.shape[0])
         batches = math.ceil(n / batch_size)
         pad = batches * batch_size - n
@@ -260,8 +270,6 @@ def _epoch_fn(k, widths, batch_size, per_step):
         def full_loss(z1, d):
             return _mean_ce(_head(z1, [v + dv for v, dv in zip(w[2:], d[2:])], k), y)
 
-        order = tf.cast(tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([seed, index]), alg="philox"),
-                                   stable=True), tf.int32)
         slots = tf.reshape(tf.concat([order, tf.fill([pad], -1)], 0), [batches, batch_size])
 
         def step(b, delta, z1s, best):
@@ -289,7 +297,7 @@ def _epoch_fn(k, widths, batch_size, per_step):
 
 def value_grad(w0, state, data, delta, *, chunk=None):
     """``(L(w₀ + Δ), ∇L flat)`` on all of S for a plain FCN (``w₀ = [W₁, b₁, …]``; Δ flat): the FCN case
-    of :func:`tfflat.flatness.sharpness`'s loss-and-gradient, a small graph that needs no XLA compilation."""
+    of :func:`tfflat.flatness.sharpness`'s loss-and-gradient (eager or traced)."""
     import tensorflow as tf
 
     from tfflat.flatness import objective

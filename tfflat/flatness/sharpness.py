@@ -249,14 +249,14 @@ def _ascent_epoch(template, jit):
 def _value_grad(template, jit):
     """Build ``(w0, state, data, Δ flat) -> (L(w0 + Δ), ∇L flat)`` over the whole data set.
 
-    Plain ReLU FCNs get the written-out :func:`tfflat.flatness.batched.value_grad` (a graph without
-    XLA: it is called a few times, so compiling it would cost more than it saves)."""
+    Plain ReLU FCNs get the written-out :func:`tfflat.flatness.batched.value_grad`, run eagerly: it is
+    called a few times (L-BFGS-B: tens), so tracing and compiling it would cost more than it saves."""
     import tensorflow as tf
 
     from tfflat.flatness import batched
 
     if jit and batched.fcn_weights(template) is not None:
-        return tf.function(batched.value_grad, autograph=False)
+        return batched.value_grad
 
     def value_grad(w0, state, data, delta, *, chunk):
         _, y, xp, yp, mp = data
