@@ -180,13 +180,18 @@ class Stack:
 # ---- the compiled functions -----------------------------------------------------------------
 
 def minibatch_order(n: int, seed: int, epoch: int):
-    """The order of S in ascent epoch ``epoch``: ``argsort(stateless_uniform([n], (seed, epoch)))``, as the
-    generic path draws it in its compiled epoch (philox is exact integer arithmetic, so the eager draw is
-    the same); drawn outside the compiled epoch, which then compiles faster."""
+    """The order of S in ascent epoch ``epoch``: ``argsort(stateless_uniform([n], (seed, epoch)))``, drawn by
+    XLA as the generic path's compiled epoch draws it (XLA's philox stream is not the eager kernel's), but
+    in a small program of its own so that the epoch compiles faster."""
     import tensorflow as tf
 
-    u = tf.random.stateless_uniform([n], seed=[int(seed), int(epoch)], alg="philox")
-    return tf.cast(tf.argsort(u, stable=True), tf.int32)
+    if "order" not in _CACHE:
+        def order(n, key):
+            u = tf.random.stateless_uniform(tf.reshape(n, [1]), seed=key, alg="philox")
+            return tf.cast(tf.argsort(u, stable=True), tf.int32)
+
+        _CACHE["order"] = tf.function(order, jit_compile=True, autograph=False, reduce_retracing=True)
+    return _CACHE["order"](tf.constant(n), tf.constant([int(seed), int(epoch)]))
 
 
 def _head(z1, deeper, k):
