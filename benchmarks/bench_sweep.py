@@ -25,6 +25,7 @@ Run (``--quick``: the config's small sizes, a smoke test):
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -45,15 +46,21 @@ def run_per_point(args) -> dict:
     out = Path(tempfile.mkdtemp()) / "fig3.jsonl"
     cmd = [sys.executable, "-m", "tfflat_cli.main", "sweep", str(CONFIG), "--data-dir", args.data_dir,
            "--out", str(out), "--workers", str(args.workers), "--json"] + (["--quick"] if args.quick else [])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _child_cpu()
     done = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _child_cpu() - c0
     if done.returncode != 0:
         sys.exit(f"tfflat sweep failed:\n{done.stderr[-3000:]}")
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     stages = {k: float(np.sum([r.get(k, 0.0) for r in recs])) for k in ("seconds_train", "seconds_sharpness",
                                                                          "seconds_prior")}
-    return {"wall": wall, "records": recs, "stages": stages}
+    return {"wall": wall, "cpu": cpu, "records": recs, "stages": stages}
+
+
+def _child_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes (and their waited-for children) so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def run_stacked(args) -> dict:
@@ -61,7 +68,7 @@ def run_stacked(args) -> dict:
     tmp = Path(tempfile.mkdtemp())
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _child_cpu()
     procs = [subprocess.Popen([sys.executable, __file__, "--child", f"{i}/{args.workers}", "--data-dir", args.data_dir,
                                "--out", str(tmp / f"w{i}.json")] + (["--quick"] if args.quick else []), env=env,
                               stderr=subprocess.PIPE, text=True) for i in range(args.workers)]
@@ -69,16 +76,17 @@ def run_stacked(args) -> dict:
         _, err = p.communicate()
         if p.returncode != 0:
             sys.exit(f"stacked worker failed:\n{err[-3000:]}")
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _child_cpu() - c0
     shares = [json.loads((tmp / f"w{i}.json").read_text()) for i in range(args.workers)]
-    return {"wall": wall, "records": [r for s in shares for r in s["records"]],
+    return {"wall": wall, "cpu": cpu, "records": [r for s in shares for r in s["records"]],
             "stages": {k: float(sum(s["stages"][k] for s in shares)) for k in shares[0]["stages"]},
+            "cpu_stages": {k: float(sum(s["cpu_stages"][k] for s in shares)) for k in shares[0]["cpu_stages"]},
             "work": {k: float(sum(s["work"][k] for s in shares)) for k in shares[0]["work"]}}
 
 
 def child(share: str, data_dir: str, quick: bool, out: str) -> None:
     """One worker of the stacked sweep: every n-th attack size, all seeds (see the module doc)."""
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     from tfflat.experiments import config
     from tfflat.experiments.session import Session, function_hash
     from tfflat.flatness import batched as fbatched
@@ -93,19 +101,19 @@ def child(share: str, data_dir: str, quick: bool, out: str) -> None:
     sizes = sorted(d["attack_sizes"])[i::n]
     members = [(a, s) for a in sizes for s in t["seeds"]]
     splits = session.splits(max(sizes))
-    stages = {"startup": time.perf_counter() - t_start}
+    stages, cpu = {"startup": time.perf_counter() - t_start}, {"startup": time.process_time() - c_start}
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     trained = batched.train_fcns(session.spec, splits, members, learning_rate=t["learning_rate"],
                                  batch_size=t["batch_size"], max_epochs=t["max_epochs"], stop_on=t["stop_on"])
-    stages["train"] = time.perf_counter() - t0
+    stages["train"], cpu["train"] = time.perf_counter() - t0, time.process_time() - c0
     ok = [r for r in trained if 0 in r.snapshots]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     sharp = fbatched.sharpness_fcns([r.snapshots[0].weights for r in ok], splits.x_train, splits.y_train,
                                     zeta=sh["zeta"][0], lr=sh["lr"], epochs=sh["epochs"], batch_size=sh["batch_size"],
                                     seeds=[r.seed for r in ok])
-    stages["sharpness"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    stages["sharpness"], cpu["sharpness"] = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
     records, ns = [], len(splits.y_train)
     for r, s in zip(ok, sharp):
         snap = r.snapshots[0]
@@ -115,7 +123,7 @@ def child(share: str, data_dir: str, quick: bool, out: str) -> None:
         records.append({"attack_size": r.attack_size, "seed": r.seed, "zero_error_epoch": r.zero_error_epoch,
                         "test_accuracy": snap.record["acc_E"], "train_loss": snap.record["loss_S"],
                         "sharpness": s.sharpness, "log10_prior": p["log10_prior"], "function_hash": function_hash(f)})
-    stages["prior"] = time.perf_counter() - t0
+    stages["prior"], cpu["prior"] = time.perf_counter() - t0, time.process_time() - c0
     steps = sum(r.gradient_evaluations for r in trained)
     epochs = sum(r.epochs for r in trained)
     d_in, widths = int(np.prod(session.spec["input_shape"])), session.spec["widths"] + [1]
@@ -124,7 +132,7 @@ def child(share: str, data_dir: str, quick: bool, out: str) -> None:
     bs = t["batch_size"]
     work = {"train": steps * bs * (3 * fwd - 2 * d_in * widths[0]) + epochs * ns * fwd,
             "sharpness": len(ok) * sh["epochs"] * -(-ns // bs) * (ns * fwd + 2 * bs * d_in * widths[0])}
-    Path(out).write_text(json.dumps({"records": records, "stages": stages, "work": work}))
+    Path(out).write_text(json.dumps({"records": records, "stages": stages, "cpu_stages": cpu, "work": work}))
 
 
 def matmul_rate() -> float:
@@ -168,19 +176,24 @@ def main():
     n = len(st["records"])
     s = st["stages"]
     rate = matmul_rate()
-    print(f"stacked: {n} points in {st['wall']:.1f} s wall; summed over workers: start-up {s['startup']:.1f} s, "
-          f"train {s['train']:.1f} s, sharpness {s['sharpness']:.1f} s, prior {s['prior']:.1f} s", flush=True)
-    print(f"  arithmetic at {rate:.0f} GFLOP/s (one core, compiled (500x784)@(784x40)): train "
+    c = st["cpu_stages"]
+    print(f"stacked: {n} points in {st['wall']:.1f} s wall, {st['cpu']:.1f} CPU-s; summed over workers, wall (CPU): "
+          f"start-up {s['startup']:.1f} ({c['startup']:.1f}) s, train {s['train']:.1f} ({c['train']:.1f}) s, "
+          f"sharpness {s['sharpness']:.1f} ({c['sharpness']:.1f}) s, prior {s['prior']:.1f} ({c['prior']:.1f}) s",
+          flush=True)
+    print(f"  arithmetic at {rate:.0f} GFLOP/s (one core now, compiled (500x784)@(784x40)): train "
           f"{st['work']['train'] / rate / 1e9:.1f} s, sharpness {st['work']['sharpness'] / rate / 1e9:.1f} s "
           f"(per worker-core; goal: 55 points <= 30 s wall)", flush=True)
     if args.skip_per_point:
         return
     pp = run_per_point(args)
     p = pp["stages"]
-    print(f"per point (tfflat sweep --workers {args.workers}): {len(pp['records'])} points in {pp['wall']:.1f} s wall; "
+    print(f"per point (tfflat sweep --workers {args.workers}): {len(pp['records'])} points in {pp['wall']:.1f} s wall, "
+          f"{pp['cpu']:.1f} CPU-s; "
           f"summed: train {p['seconds_train']:.1f} s, sharpness {p['seconds_sharpness']:.1f} s, prior "
           f"{p['seconds_prior']:.1f} s", flush=True)
-    print(f"speed-up of the stacked sweep: {pp['wall'] / st['wall']:.2f}x; " + compare(pp["records"], st["records"]))
+    print(f"speed-up of the stacked sweep: wall {pp['wall'] / st['wall']:.2f}x, CPU {pp['cpu'] / st['cpu']:.2f}x; "
+          + compare(pp["records"], st["records"]))
     print(f"load now {os.getloadavg()[0]:.1f}")
 
 

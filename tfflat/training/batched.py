@@ -144,7 +144,8 @@ def train_fcns(spec: dict, splits: Splits, members, *, learning_rate: float | No
         raise UserError("full-batch training of different |A| at once needs equal |S ∪ A|; batch them by |A|")
     bs = bs_k.pop()
     batches = [math.ceil(n / bs) for n in sizes]
-    n_max, count = int(sizes.max()), len(members)
+    # shapes depend only on the pool S ∪ A_max, the batch size and K: stacks of the same K share one compilation
+    n_max, count = ns + na_max, len(members)
 
     x_fit = np.concatenate([splits.x_train, splits.x_attack[:n_max - ns]]).reshape(n_max, -1).astype(np.float32)
     y_fit = np.concatenate([splits.y_train, splits.y_attack[:n_max - ns]]).astype(np.float32)
@@ -200,7 +201,7 @@ def train_fcns(spec: dict, splits: Splits, members, *, learning_rate: float | No
     for k in range(count):
         active[k] = not visit(k, 0, z[k], lambda: host0)
     t_last, epoch = time.perf_counter(), 0
-    slots = np.full((count, max(batches) * bs), -1, np.int32)
+    slots = np.full((count, math.ceil(n_max / bs) * bs), -1, np.int32)
     counts = np.zeros(count, np.int32)
     while active.any():
         epoch += 1
