@@ -87,6 +87,9 @@ def dense_weights(model) -> list:
                                                             keras.layers.InputLayer))]
     if others or not dense or dense[-1].units != 1 or any(not l.use_bias for l in dense):
         return None
+    if any(str(v.dtype) != "float32" for l in dense for v in (l.kernel, l.bias)) or any(
+            a.shape[1] != b.shape[0] for a, b in zip([l.kernel for l in dense], [l.kernel for l in dense[1:]])):
+        return None
     acts = [keras.activations.serialize(l.activation) for l in dense]
     names = [a if isinstance(a, str) else a.get("config", {}).get("name", a.get("class_name")) for a in acts]
     if any(n != "relu" for n in names[:-1]) or names[-1] != "linear":
