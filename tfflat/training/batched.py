@@ -172,7 +172,7 @@ def train_fcns(spec: dict, splits: Splits, members, *, learning_rate: float | No
         a = members[k][0]
         weights = unstack(host(), k)
         z_rest = (_eager_logits([weights], x_rest)[0] if epoch == 0 else
-                  logits_fn(host_ws(), tf.constant([k]), tf.constant(1), trest).numpy()[k])
+                  logits_fn(host_ws(), tf.constant(np.full(count, k, np.int32)), tf.constant(1), trest).numpy()[k])
         z_a = z_check[ns:ns + a] if stop_on == "SA" else z_rest[:a]
         z = np.concatenate([z_check[:ns], z_a, z_rest[na_max:]])
         sp = Splits(splits.x_train[:0], splits.y_train, splits.x_attack[:0], splits.y_attack[:a],
@@ -213,7 +213,9 @@ def train_fcns(spec: dict, splits: Splits, members, *, learning_rate: float | No
         for k in idx:
             slots[k, :sizes[k]] = rngs[k].permutation(int(sizes[k]))
         counts[:] = np.where(active, batches, 0)
-        ws, z = epoch_fn(ws, tf.constant(slots.reshape(count, -1, bs)), tf.constant(counts), tf.constant(idx),
+        order = np.zeros(count, np.int32)           # fixed shape (K,): no retracing as networks stop
+        order[:len(idx)] = idx
+        ws, z = epoch_fn(ws, tf.constant(slots.reshape(count, -1, bs)), tf.constant(counts), tf.constant(order),
                          tf.constant(len(idx)), tx, ty, tf.constant(lr, tf.float32), tcheck)
         z = z.numpy()
         now = time.perf_counter()
