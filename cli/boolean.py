@@ -3,13 +3,18 @@ most probable functions (paper §5.1, Figs. 2, S7, S8) — needs no data, so it 
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import click
 
 from tfflat import defaults
+from tfflat.boolean.experiment import run as _run
+from tfflat.prior.ep import LIKELIHOODS
 
 from .output import Progress, emit
+
+DEFAULT = {k: p.default for k, p in inspect.signature(_run).parameters.items()}     # the library's
 
 
 def _count(value: str, name: str) -> int:
@@ -26,17 +31,18 @@ def _count(value: str, name: str) -> int:
 
 
 @click.command()
-@click.option("--samples", default=str(defaults.BOOLEAN_SAMPLES), show_default=True,
+@click.option("--samples", default=str(DEFAULT["samples"]), show_default=True,
               help="Weight samples to draw (the paper: 1e8).")
-@click.option("--top", type=int, default=10, show_default=True,
+@click.option("--top", type=int, default=DEFAULT["top"], show_default=True,
               help="Train and measure the K most frequent functions (the paper: 1000; 0: sampling only).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Weight stream and training seeds.")
-@click.option("--bits", type=int, default=defaults.BOOLEAN_BITS, show_default=True, help="n, the number of inputs.")
-@click.option("--min-count", type=int, default=1, show_default=True,
+@click.option("--seed", type=int, default=DEFAULT["seed"], show_default=True, help="Weight stream and training seeds.")
+@click.option("--bits", type=int, default=DEFAULT["bits"], show_default=True, help="n, the number of inputs.")
+@click.option("--min-count", type=int, default=DEFAULT["min_count"], show_default=True,
               help="Write functions seen at least this often to functions.csv.")
-@click.option("--overtrain", type=int, default=0, show_default=True,
+@click.option("--overtrain", type=int, default=DEFAULT["overtrain"], show_default=True,
               help="SGD epochs after the zero-error epoch before measuring flatness.")
-@click.option("--likelihood", type=click.Choice(["heaviside", "probit"]), default="heaviside", show_default=True,
+@click.option("--likelihood", type=click.Choice(list(LIKELIHOODS)), default=DEFAULT["likelihood"],
+              show_default=True,
               help="EP likelihood of the GP check (heaviside: the orthant probability that sampling measures).")
 @click.option("--out", type=click.Path(file_okay=False), default="results/boolean", show_default=True,
               help="Output folder (a rerun with the same settings resumes).")
@@ -50,14 +56,13 @@ def boolean(samples, top, seed, bits, min_count, overtrain, likelihood, out, no_
     (per top function: sampled and EP log10 P(f), zero-error epoch, sharpness, Hessian spectral
     norm), OUT/boolean.json (summary, correlations) and the Fig. 2 / S7 / S8 / EP-vs-sampled panels.
     """
-    from tfflat.boolean.experiment import run
     from tfflat.errors import UserError
 
     samples = _count(samples, "--samples")
     if top < 0:
         raise UserError(f"--top must be ≥ 0, got {top}")
-    if not 1 <= bits <= 20:
-        raise UserError(f"--bits must be between 1 and 20, got {bits}")
+    if not 1 <= bits <= defaults.BOOLEAN_MAX_BITS:
+        raise UserError(f"--bits must be between 1 and {defaults.BOOLEAN_MAX_BITS}, got {bits}")
     if min_count < 1:
         raise UserError(f"--min-count must be ≥ 1, got {min_count}")
     if overtrain < 0:
@@ -79,7 +84,7 @@ def boolean(samples, top, seed, bits, min_count, overtrain, likelihood, out, no_
             bar.close()
 
     try:
-        summary = run(out, samples=samples, top=top, seed=seed, bits=bits, min_count=min_count,
+        summary = _run(out, samples=samples, top=top, seed=seed, bits=bits, min_count=min_count,
                       overtrain=overtrain, likelihood=likelihood, figures=not no_figures,
                       sample_progress=sample_progress, top_progress=top_progress)
     finally:

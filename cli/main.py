@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 
 import click
@@ -21,12 +22,42 @@ COMMANDS = {
     "rescale": "rescale:rescale",
     "sharpness": "flatness:sharpness",
     "hessian": "flatness:hessian",
+    "flatness": "measures:flatness",
     "prior": "prior:prior",
     "boolean": "boolean:boolean",
     "sweep": "experiments:sweep",
+    "merge": "shards:merge",
     "temporal": "experiments:temporal",
     "plot": "plot:plot",
 }
+
+
+# Library errors name Python parameters in backticks (`zeta`); each maps to the command's option of the
+# same name (`batch_size` -> --batch-size) unless listed here.
+PARAM_FLAGS = {
+    "train": {"opt_args": "--opt-arg", "checkpoint_seconds": "--checkpoint-minutes"},
+    "prior": {"seed": "--kernel-seed", "cache_dir": "--kernel-cache", "init": "--kernel-init"},
+    "rescale": {"units": "--neuron-wise"},
+}
+
+
+def flag_text(message: str, argv=None, command: str | None = None) -> str:
+    """``message`` with each backticked Python parameter replaced by the invoked command's flag for it
+    (the command named, or the first command name in ``argv``)."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    name = command or next((a for a in argv if a in COMMANDS), None)
+    flags = {}
+    if name is not None:
+        try:
+            command = cli.get_command(None, name)
+        except Exception:  # noqa: BLE001 - a broken subcommand import must not hide the original error
+            command = None
+        for param in getattr(command, "params", []):
+            if isinstance(param, click.Option) and param.name:
+                longest = max(param.opts, key=len)
+                flags.setdefault(param.name, longest)
+        flags.update(PARAM_FLAGS.get(name, {}))
+    return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", lambda m: flags.get(m.group(1), m.group(1)), str(message))
 
 
 class LazyGroup(click.Group):
@@ -71,8 +102,10 @@ def cli():
       tfflat prior runs/a100
     """
     ctx = click.get_current_context()
-    if ctx.invoked_subcommand and not any(a in ("-h", "--help") for a in sys.argv[1:]):
-        quiet_tensorflow_import()
+    args = sys.argv[1:]
+    numpy_only = ctx.invoked_subcommand == "prior" and any(a.split("=")[0] == "--kernel-file" for a in args)
+    if ctx.invoked_subcommand and not numpy_only and not any(a in ("-h", "--help") for a in args):
+        quiet_tensorflow_import()      # (EP on a kernel file needs only NumPy/SciPy: no TensorFlow start-up)
 
 
 def main(argv=None) -> None:
@@ -81,7 +114,7 @@ def main(argv=None) -> None:
     try:
         cli.main(args=argv, prog_name="tfflat", standalone_mode=False)
     except UserError as err:
-        click.echo(f"error: {err}", err=True)
+        click.echo(f"error: {flag_text(err, argv)}", err=True)
         sys.exit(2)
     except IncompleteError as err:
         click.echo(f"incomplete: {err}", err=True)
@@ -99,6 +132,14 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted; finished results are kept and a rerun resumes", err=True)
         sys.exit(130)
+    except MemoryError:
+        click.echo("error: out of memory; use smaller sizes (finished results are kept)", err=True)
+        sys.exit(2)
+    except OSError as err:           # e.g. disk full inside a library that tfflat calls
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        click.echo(f"error: {err.strerror or err}{where}; free disk space or choose another --out, and rerun "
+                   "(finished results are kept)", err=True)
+        sys.exit(2)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
 

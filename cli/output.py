@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -47,9 +46,12 @@ class Progress:
 
 
 def emit(summary: dict, as_json: bool, lines: list[str]) -> None:
-    """Print ``summary`` as one JSON object (``--json``) or the human-readable ``lines``."""
+    """Print ``summary`` as one strict JSON object (``--json``: a non-finite number is ``null`` with a
+    ``<key>_nonfinite`` sibling naming it, :func:`tfflat.runs.encode`) or the human-readable ``lines``."""
     if as_json:
-        click.echo(json.dumps(summary, default=float))
+        from tfflat import runs
+
+        click.echo(runs.dumps(summary))
     else:
         for line in lines:
             click.echo(line)

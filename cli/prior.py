@@ -1,4 +1,5 @@
-"""``tfflat prior``: log P(f) by Expectation Propagation, for a run or for a kernel and labels you bring."""
+"""``tfflat prior``: log P(f) by Expectation Propagation, for a run, any Keras binary classifier with your
+data, or a kernel and labels you bring."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import click
 
 from tfflat import defaults
 
+from .devices import devices_option, scope
+from .inputs import check_out, data_options, echo_warnings, open_inputs, write_out
 from .output import Progress, emit
 
 
@@ -30,44 +33,57 @@ def _load_array(path: str, what: str):
 
 
 @click.command()
-@click.argument("run_dir", required=False, type=click.Path())
+@click.argument("model", metavar="MODEL", required=False, type=click.Path())
+@data_options
 @click.option("--kernel-file", type=click.Path(), default=None,
-              help="A precomputed n×n kernel (.npy or text) instead of a run; needs --labels.")
+              help="A precomputed n×n kernel (.npy or text) instead of a model; needs --labels.")
 @click.option("--labels", "labels_file", type=click.Path(), default=None,
               help="The n 0/1 labels (.npy or text) that go with --kernel-file.")
 @click.option("--likelihood", type=click.Choice(["heaviside", "probit"]), default="heaviside", show_default=True,
               help="heaviside: the paper's P(f); probit: what the published figures computed (GPy).")
 @click.option("--kernel", type=click.Choice(["auto", "analytic", "empirical"]), default="auto", show_default=True,
-              help="auto: analytic arc-cosine kernel for FCNs, Monte-Carlo (eq. 7) otherwise.")
+              help="auto: analytic arc-cosine kernel for ReLU FCNs, Monte-Carlo (eq. 7) otherwise.")
 @click.option("--kernel-cache", type=click.Path(), default=None,
               help="Directory for kernels keyed by content (inputs + parameters), reused across runs.")
 @click.option("--samples", type=int, default=None, help="Empirical kernel: random initialisations M (default 0.1·n).")
 @click.option("--kernel-seed", type=int, default=0, show_default=True, help="Empirical kernel: first seed.")
+@click.option("--feature-layer", default=None,
+              help="Empirical kernel: the layer whose output is h (default: the input of the last Dense layer).")
+@click.option("--sigma-w", type=float, default=None, help="Prior weight scale σw (default: read from the initialisers).")
+@click.option("--sigma-b", type=float, default=None, help="Prior bias scale σb (default: read from the initialisers).")
 @click.option("--method", type=click.Choice(["sequential", "parallel"]), default="sequential", show_default=True,
               help="EP schedule: sequential (R&W Alg. 3.5) or damped parallel updates.")
 @click.option("--tol", type=float, default=None, help="Stop when |Δ ln Z| ≤ tol·max(1, |ln Z|) [default: 1e-6].")
 @click.option("--max-sweeps", type=int, default=None, help="Cap on EP sweeps [default: 100].")
 @click.option("--delta", type=float, default=defaults.PAC_BAYES_DELTA, show_default=True,
               help="δ of the PAC-Bayes bound (eq. 4).")
-@click.option("--train-size", type=int, default=None,
-              help="With --kernel-file: |S| for the PAC-Bayes bound (a run knows its own).")
+@click.option("--kernel-init", type=click.Choice(["default", "model", "he"]), default="default", show_default=True,
+              help="Empirical kernel samples: he = He-normal weights, fresh BatchNorm (the authors' ResNet50 kernel; "
+                   "the default for tfflat's ResNet50 runs), model = the model's own initialisers (default otherwise).")
+@click.option("--batchnorm", type=click.Choice(["inference", "batch"]), default="inference", show_default=True,
+              help="Empirical kernel: BatchNorm on its moving statistics (eval mode) or on each batch's statistics.")
+@devices_option
+@click.option("--out", type=click.Path(), default=None, help="Also write the result as JSON to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
-def prior(run_dir, kernel_file, labels_file, likelihood, kernel, kernel_cache, samples, kernel_seed, method, tol,
-          max_sweeps, delta, train_size, as_json):
+def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed, head, kernel_file, labels_file,
+          likelihood, kernel, kernel_cache, samples, kernel_seed, feature_layer, sigma_w, sigma_b, method, tol,
+          max_sweeps, delta, kernel_init, batchnorm, devices, out, as_json):
     """log P(f) of a trained network's function on S + E (true labels on S, its predictions on E).
 
     \b
     tfflat prior RUN                                  writes RUN/prior.json
+    tfflat prior m.keras --data d.npz                 any Keras binary classifier, your data
     tfflat prior --kernel-file K.npy --labels y.npy   any kernel and 0/1 labelling
     """
     from tfflat.errors import UserError
 
-    if (run_dir is None) == (kernel_file is None):
-        raise UserError("give either a run directory or --kernel-file K.npy --labels y.npy (not both)")
+    check_out(out)
+    if (model is None) == (kernel_file is None):
+        raise UserError("give either MODEL (a run, a .keras file, …) or --kernel-file K.npy --labels y.npy (not both)")
     if kernel_file is not None and labels_file is None:
         raise UserError("--kernel-file needs --labels y.npy (the 0/1 labelling f)")
-    if run_dir is not None and labels_file is not None:
-        raise UserError("--labels goes with --kernel-file; a run's labels come from the run itself")
+    if model is not None and labels_file is not None:
+        raise UserError("--labels goes with --kernel-file; a model's labels come from its data")
     bar = Progress("prior", unit="sweeps")
     kbar = Progress("kernel", unit="samples")
 
@@ -78,48 +94,60 @@ def prior(run_dir, kernel_file, labels_file, likelihood, kernel, kernel_cache, s
         else:
             bar.update(done, f"ln Z {value:.6g}")
 
-    if run_dir is not None:
-        from tfflat import runs
-        from tfflat.prior import log_prior_of_run
+    where, kind = None, None
+    sampling = {"batchnorm": batchnorm, **({} if kernel_init == "default" else {"init": kernel_init})}
+    try:
+        with echo_warnings(), scope(devices):
+            if model is not None:
+                from tfflat.prior import log_prior_of_model, log_prior_of_run
 
-        runs.check(run_dir)
-        try:
-            out = log_prior_of_run(run_dir, kernel, likelihood, cache_dir=kernel_cache, delta=delta, method=method,
-                                   tol=tol, max_sweeps=max_sweeps, samples=samples, seed=kernel_seed,
-                                   progress=progress)
-        finally:
-            if kbar.last:
-                kbar.close()
-            bar.close()
-        path = Path(run_dir) / "prior.json"
-        previous = runs.read_json(path) if path.is_file() else {}
-        by_lik = dict(previous.get("by_likelihood", {}))
-        by_lik[likelihood] = {k: out[k] for k in ("log10_prior", "ln_prior", "pac_bayes_bound", "converged")}
-        runs.update(run_dir, "prior", {**out, "by_likelihood": by_lik, "versions": runs.versions()})
-        where = f"written to {path}"
-    else:
-        from tfflat.prior import log_prior
+                inputs = open_inputs(model, data_file, dataset, data_dir, train_size, test_size, data_seed, head)
+                if inputs.arrays is None:
+                    if feature_layer is not None or sigma_w is not None or sigma_b is not None:
+                        raise UserError("--feature-layer, --sigma-w and --sigma-b are for Keras models; a run knows its "
+                                        "kernel (use --kernel)")
+                    out_rec = log_prior_of_run(inputs.opened.run, kernel, likelihood, cache_dir=kernel_cache, delta=delta,
+                                               method=method, tol=tol, max_sweeps=max_sweeps, samples=samples,
+                                               seed=kernel_seed, save=True, progress=progress, **sampling)
+                    where = out_rec["file"]
+                else:
+                    a = inputs.arrays
+                    out_rec = log_prior_of_model(inputs.model, a["x_train"], a["y_train"], a.get("x_test"),
+                                                 a.get("y_test"), head=head, kernel=kernel, likelihood=likelihood,
+                                                 feature_layer=feature_layer, sigma_w=sigma_w, sigma_b=sigma_b,
+                                                 samples=samples, seed=kernel_seed, cache_dir=kernel_cache,
+                                                 delta=delta, method=method, tol=tol, max_sweeps=max_sweeps,
+                                                 progress=progress, **sampling)
+                kind = out_rec["kernel"]["kind"]
+            else:
+                from tfflat.prior import log_prior
 
-        k = _load_array(kernel_file, "kernel")
-        y = _load_array(labels_file, "labels")
-        try:
-            out = log_prior(k, y, likelihood, train_size=train_size, delta=delta, method=method, tol=tol,
-                            max_sweeps=max_sweeps, check=True,
-                            progress=lambda s, lz: progress("ep", s, None, lz))
-        finally:
-            bar.close()
-        where = None
-    ep = out["ep"]
-    summary = {"log10_prior": out["log10_prior"], "ln_prior": out["ln_prior"],
-               "pac_bayes_bound": out["pac_bayes_bound"], "converged": out["converged"],
-               "likelihood": likelihood, "sweeps": out["sweeps"], "n": out["n"], "seconds": round(ep["seconds"], 3)}
-    if run_dir is not None:
-        summary.update(kernel=out["kernel"]["kind"], run_dir=str(run_dir))
-    state = "converged" if out["converged"] else f"NOT converged ({ep['message'] or 'sweep cap reached'})"
-    lines = [(f"log10 P(f) = {out['log10_prior']:.4f}   (ln P(f) = {out['ln_prior']:.4f}; {likelihood} likelihood, "
-              f"n = {out['n']}, EP {method}: {out['sweeps']} sweeps, {state})")]
-    if out["pac_bayes_bound"] is not None:
-        lines.append(f"PAC-Bayes bound (δ = {delta}): error on E ≤ {out['pac_bayes_bound']:.4f}")
-    if where:
-        lines.append(where)
+                k = _load_array(kernel_file, "kernel")
+                y = _load_array(labels_file, "labels")
+                out_rec = log_prior(k, y, likelihood, train_size=train_size, delta=delta, method=method,
+                                    tol=tol, max_sweeps=max_sweeps, check=True,
+                                    progress=lambda s, lz: progress("ep", s, None, lz))
+    finally:
+        if kbar.last:
+            kbar.close()
+        bar.close()
+    written = write_out(out, out_rec)
+    ep = out_rec["ep"]
+    summary = {"log10_prior": out_rec["log10_prior"], "ln_prior": out_rec["ln_prior"],
+               "pac_bayes_bound": out_rec["pac_bayes_bound"], "converged": out_rec["converged"],
+               "likelihood": likelihood, "sweeps": out_rec["sweeps"], "n": out_rec["n"],
+               "seconds": round(ep["seconds"], 3)}
+    if model is not None:
+        summary.update(kernel=kind, model=str(model), file=where or written)
+        if "function" in out_rec:
+            summary.update(train_accuracy=out_rec["function"].get("train_accuracy"),
+                           test_accuracy=out_rec["function"].get("test_accuracy"))
+        if inputs.arrays is None:
+            summary["run_dir"] = str(model)
+    state = "converged" if out_rec["converged"] else f"NOT converged ({ep['message'] or 'sweep cap reached'})"
+    lines = [(f"log10 P(f) = {out_rec['log10_prior']:.4f}   (ln P(f) = {out_rec['ln_prior']:.4f}; {likelihood} "
+              f"likelihood, n = {out_rec['n']}, EP {method}: {out_rec['sweeps']} sweeps, {state})")]
+    if out_rec["pac_bayes_bound"] is not None:
+        lines.append(f"PAC-Bayes bound (δ = {delta}): error on E ≤ {out_rec['pac_bayes_bound']:.4f}")
+    lines += [f"written to {f}" for f in (where, written) if f]
     emit(summary, as_json, lines)

@@ -13,8 +13,10 @@ from tfflat.training.run import TrainConfig, train_run
 
 def test_atomic_write_leaves_no_temporaries(tmp_path):
     runs.write_json(tmp_path / "a.json", {"x": np.float32(1.5), "y": np.arange(3), "z": float("nan")})
-    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1.5, "y": [0, 1, 2], "z": None}
+    assert json.loads((tmp_path / "a.json").read_text()) == {"format_version": runs.FORMAT_VERSION, "x": 1.5,
+                                                             "y": [0, 1, 2], "z": None, "z_nonfinite": "nan"}
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == runs.file_mode() == 0o644
 
 
 def test_jsonl_ignores_torn_last_line(tmp_path):

@@ -9,7 +9,7 @@ from scipy import stats
 
 from tfflat import runs
 from tfflat.boolean import plots, top
-from tfflat.boolean.sampler import parse_keys, unpack
+from tfflat.data.keys import parse_keys, unpack
 
 
 def test_measure_trains_to_f_and_resumes(tmp_path):

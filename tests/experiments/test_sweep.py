@@ -27,7 +27,7 @@ attack_sizes = {a}
 seeds = {seeds}
 overtrain_epochs = {over}
 """
-MEASURE = "[sharpness]\nepochs = 2\n"
+MEASURE = "[sharpness]\nepochs = 2\n[prior]\nlikelihood = \"probit\"\n"
 NO_MEASURE = "[sharpness]\nenabled = false\n[prior]\nenabled = false\n"
 
 
@@ -37,10 +37,35 @@ def tiny(tmp_path, s=50, e=50, a=(0, 25), seeds=(0, 1), over=(0,), extra=MEASURE
     return p
 
 
-RECORD_KEYS = {"key", "optimizer", "attack_size", "seed", "status", "overtrain", "epoch", "zero_error_epoch",
+RECORD_KEYS = {"key", "experiment", "quick", "dataset", "model", "optimizer", "attack_size", "seed", "status",
+               "overtrain", "epoch", "zero_error_epoch", "attack_resample",
                "train_accuracy", "attack_accuracy", "test_accuracy", "generalization_error", "train_loss",
-               "sharpness", "log10_sharpness", "zeta", "log10_prior", "ln_prior", "pac_bayes_bound",
+               "sharpness", "log10_sharpness", "zeta", "sharpness_converged", "corner_sharpness", "sharpness_loss",
+               "max_loss", "corner_loss", "ascent_trace", "log10_prior", "ln_prior", "pac_bayes_bound",
                "function_hash", "function_errors_S", "seconds_train", "seconds_sharpness", "seconds_prior", "seconds"}
+
+
+def corner_truth(model, x, y, zeta):
+    """L(w) and L at the first-order corner Δ_i = ζ(|w_i| + 1)·sign(∂L/∂w_i), in float64, from the
+    FCN's weights with plain TensorFlow ops (not tfflat's objective)."""
+    import tensorflow as tf
+
+    ws = [tf.constant(w.astype(np.float64)) for w in model.get_weights()]
+    x, y = tf.constant(x.reshape(len(x), -1), tf.float64), tf.constant(y, tf.float64)
+
+    def loss(ws):
+        h = x
+        for i in range(0, len(ws) - 2, 2):
+            h = tf.nn.relu(h @ ws[i] + ws[i + 1])
+        z = tf.reshape(h @ ws[-2] + ws[-1], [-1])
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z))
+
+    with tf.GradientTape() as tape:
+        tape.watch(ws)
+        base = loss(ws)
+    grads = tape.gradient(base, ws)
+    corner = [w + zeta * (tf.abs(w) + 1) * tf.sign(g) for w, g in zip(ws, grads)]
+    return float(base), float(loss(corner))
 
 
 @pytest.mark.slow
@@ -50,9 +75,11 @@ def test_tiny_sweep_matches_single_runs(tmp_path, mnist, data_dir):
     from tfflat.prior import ep, kernels
     from tfflat.training.run import TrainConfig, train_run
 
+    from tfflat.experiments.tensorboard import read_scalars
+
     exp = config.load(tiny(tmp_path, over=(0, 3)), data_dir=data_dir)
-    out = tmp_path / "r.jsonl"
-    summary = sweep.run(exp, out, task=mnist)
+    out, tb = tmp_path / "r.jsonl", tmp_path / "tb"
+    summary = sweep.run(exp, out, task=mnist, tensorboard=str(tb))
     assert summary["points"] == 4 and summary["run"] == 4 and summary["records"] == 8
     df = pd.read_json(out, lines=True)
     assert len(df) == 8 and RECORD_KEYS <= set(df.columns)
@@ -74,11 +101,33 @@ def test_tiny_sweep_matches_single_runs(tmp_path, mnist, data_dir):
     assert splits.indices["S"] == meta["indices"]["S"] and splits.indices["E"] == meta["indices"]["E"]
     sh = sharpness(model, splits.x_train, splits.y_train, zeta=1e-4, lr=1e-3, epochs=2, batch_size=32, seed=1)
     assert sh.sharpness == pytest.approx(rec["sharpness"], rel=1e-6)
+    # the convergence fields against an independent float64 corner and the record's own numbers
+    loss, corner = corner_truth(model, splits.x_train, splits.y_train, 1e-4)
+    assert rec["sharpness_loss"] == pytest.approx(loss, rel=1e-5) and rec["corner_loss"] == pytest.approx(corner, rel=1e-5)
+    assert rec["corner_sharpness"] == pytest.approx(100 * (corner - loss) / (1 + loss), rel=1e-3)
+    trace = rec["ascent_trace"]
+    assert len(trace) == 2 and np.all(np.diff(trace) >= 0) and trace[-1] == rec["max_loss"]
+    assert rec["sharpness"] == pytest.approx(100 * (rec["max_loss"] - loss) / (1 + loss), rel=1e-4)
+    assert rec["sharpness_converged"] == (rec["max_loss"] >= rec["corner_loss"] * (1 - 1e-6))
+    for r in runs.read_jsonl(out):
+        assert isinstance(r["sharpness_converged"], bool) and len(r["ascent_trace"]) == 2
     x_se = np.concatenate([splits.x_train, splits.x_test])
     k = kernels.nngp_kernel(x_se, 2, 2 ** 0.5, 1.0)
     f = np.concatenate([splits.y_train, (np.asarray(model(splits.x_test)).ravel() >= 0).astype(int)])
     assert ep.ep_log_prior(k, f, "probit").ln_z == pytest.approx(rec["ln_prior"], rel=1e-9)
     assert rec["pac_bayes_bound"] == pytest.approx((np.log(1 / 0.05) - rec["ln_prior"]) / 50)
+
+    # TensorBoard: one run per (optimizer, seed, overtraining epoch), step = |A|, one point per record
+    events = [(tag, step, v) for _, tag, step, v in read_scalars(tb)]
+    assert {p.name for p in tb.iterdir()} == {"sgd_seed0", "sgd_seed1", "sgd_seed0_over3", "sgd_seed1_over3"}
+    by_tag = {}
+    for tag, step, v in events:
+        by_tag.setdefault(tag, []).append((step, v))
+    assert sorted(s for s, _ in by_tag["log10_prior"]) == [0, 0, 0, 0, 25, 25, 25, 25]
+    assert {"test_accuracy", "log10_sharpness/zeta=0.0001", "corner_sharpness/zeta=0.0001",
+            "sharpness_converged/zeta=0.0001", "zero_error_epoch"} <= set(by_tag)
+    v = {(r["key"]): r["log10_prior"] for r in runs.read_jsonl(out)}
+    assert sorted(v for _, v in by_tag["log10_prior"]) == pytest.approx(sorted(v.values()), rel=1e-6)
 
     # a rerun does nothing; a different config refuses the file
     assert sweep.run(exp, out, task=mnist)["run"] == 0
@@ -198,3 +247,53 @@ def test_reused_adam_trainer_equals_a_fresh_run(tmp_path, mnist, data_dir):
     assert result.zero_error_epoch == meta["zero_error_epoch"]   # … and the run is the fresh one, bit for bit
     assert [h["loss"] for h in result.history] == [h["loss"] for h in meta["history"]]
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), fresh.get_weights()))
+
+
+def test_attack_resample_draws_a_new_A_per_sample(mnist):
+    """S and E never change; A is nested by default and a fresh, reproducible subset per sample."""
+    from tfflat.data import draw_indices
+
+    def ids(d, k):
+        return d[k]["indices"]
+
+    big, small = draw_indices(mnist, 40, 30, 40, 0), draw_indices(mnist, 40, 10, 40, 0)
+    assert ids(small, "A") == ids(big, "A")[:10]                          # one order: nested subsets
+    if len(mnist.pools) == 1:                                             # the local MNIST: one pool, S | E | A
+        order = np.random.default_rng(0).permutation(len(next(iter(mnist.pools.values())))).tolist()
+        assert (ids(big, "S"), ids(big, "E"), ids(big, "A")) == (order[:40], order[40:80], order[80:110])
+    draws = {(a, k): draw_indices(mnist, 40, a, 40, 0, sample=k) for a in (10, 30) for k in (0, 1)}
+    for d in draws.values():
+        assert ids(d, "S") == ids(big, "S") and ids(d, "E") == ids(big, "E")
+        assert len(set(ids(d, "A"))) == len(ids(d, "A")) and not set(ids(d, "A")) & set(ids(d, "S"))
+        if d["A"]["pool"] == d["E"]["pool"]:
+            assert not set(ids(d, "A")) & set(ids(d, "E"))
+    assert ids(draws[10, 0], "A") != ids(draws[10, 1], "A") and ids(draws[10, 0], "A") != ids(small, "A")
+    assert draws[30, 1] == draw_indices(mnist, 40, 30, 40, 0, sample=1)   # reproducible
+    with pytest.raises(UserError, match="sample must be an integer"):
+        draw_indices(mnist, 40, 10, 40, 0, sample=-1)
+
+
+@pytest.mark.slow
+def test_resampled_sweep_trains_each_seed_on_its_own_A(tmp_path, mnist, data_dir):
+    """With attack_resample each point's A is in the sidecar, and the point equals a fresh training
+    run on exactly those indices."""
+    from tfflat import models
+    from tfflat.data import take
+    from tfflat.training.run import fit
+
+    p = tmp_path / "rs.toml"
+    p.write_text(TINY.format(s=30, e=30, a=[10], seeds=[0, 1], over=[0]).replace(
+        "attack_sizes", "attack_resample = true\nattack_sizes") + NO_MEASURE)
+    exp = config.load(p, data_dir=data_dir)
+    out = tmp_path / "rs.jsonl"
+    sweep.run(exp, out, task=mnist)
+    meta = runs.read_json(results.meta_path(out))
+    a0, a1 = meta["attack_indices"]["A10/seed0"], meta["attack_indices"]["A10/seed1"]
+    assert meta["attack_resample"] is True and len(a0) == len(a1) == 10 and a0 != a1
+    recs = {r["key"]: r for r in runs.read_jsonl(out)}
+    assert all(r["attack_resample"] is True for r in recs.values())
+    indices = {**meta["indices"], "A": {"pool": meta["indices"]["A"]["pool"], "indices": a1}}
+    model = models.build(exp.model_spec(mnist.input_shape), seed=1)
+    result = fit(model, take(mnist, indices), exp.run_config("sgd", 10, 1))
+    rec = recs["sgd/A10/seed1/over0"]
+    assert result.zero_error_epoch == rec["zero_error_epoch"] and result.history[-1]["loss_S"] == rec["train_loss"]

@@ -73,7 +73,7 @@ def test_bad_input_is_one_line_exit_2(run_dir, tmp_path, run_cli):
         (["sharpness", str(run_dir), "--method", "newton"], "newton"),
         (["hessian", str(run_dir), "--top-k", "100000"], "parameters"),
         (["hessian", str(run_dir), "--top-k", "0"], "top-k"),
-        (["sharpness"], "RUN"),
+        (["sharpness"], "MODEL"),
     ]
     for args, needle in cases:
         code, out, err = run_cli(args)

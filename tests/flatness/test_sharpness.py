@@ -152,3 +152,23 @@ def test_bad_data(tiny):
     with pytest.raises(UserError, match="0 or 1"):
         sharpness(model, x, y * 3)
 
+
+
+def test_an_unconverged_ascent_warns(tiny):
+    from tfflat.flatness import NotConvergedWarning
+
+    model, x, y = tiny
+    with pytest.warns(NotConvergedWarning, match="raise `lr` or `epochs`"):
+        res = sharpness(model, x, y, zeta=1e-2, lr=1e-6, epochs=1, batch_size=BS)
+    assert not res.converged and res.max_loss < res.corner_loss
+
+
+def test_settings_for_fills_in_table1():
+    from tfflat.flatness.sharpness import settings_for
+
+    assert settings_for("sgd", "cifar_cats_cars", "fcn", lr=1e-3) == dict(zeta=1e-5, batch_size=128, lr=1e-3,
+                                                                          epochs=100, track="step", seed=0)
+    assert settings_for("sgd", None, zeta=1e-3)["lr"] == 1e-3            # no task: the MNIST row
+    assert settings_for("lbfgsb", "boolean", "fcn", maxiter=3) == {"zeta": 1e-4, "maxiter": 3}
+    with pytest.raises(UserError, match="`zeta`"):
+        settings_for("sgd", "boolean", "fcn", zeta=-1.0)

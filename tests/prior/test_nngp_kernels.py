@@ -87,12 +87,41 @@ def test_empirical_kernel_of_any_model():
     np.testing.assert_allclose(empirical_kernel(x, convnet, 1, sigma_w=1.0, sigma_b=0.1, seed=3),
                                h @ h.T / h.shape[1] + 0.01, rtol=1e-6)
 
+    # any last Dense layer will do (no 'logit' name needed): its input, here the flattened image, is h —
+    # so every sample gives σw²/d x·x' + σb² exactly
     def headless(seed):
         inp = keras.Input((6, 6, 2))
         return keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(inp)))
 
-    with pytest.raises(UserError, match="no layer named 'logit'"):
-        empirical_kernel(x, headless, 2, sigma_w=1.0, sigma_b=0.0)
+    flat = x.reshape(7, -1).astype(np.float64)
+    np.testing.assert_allclose(empirical_kernel(x, headless, 2, sigma_w=1.5, sigma_b=0.2),
+                               2.25 * flat @ flat.T / 72 + 0.04, rtol=1e-6)
+
+
+def test_empirical_kernel_of_a_model_leaves_it_alone():
+    """Given a (trained) model, every sample is a fresh draw on a private copy: the weights are untouched
+    and not used (the kernel equals that of fresh initialisations of the same architecture)."""
+    import keras
+
+    def net(seed):
+        keras.utils.set_random_seed(seed)
+        inp = keras.Input((4,))
+        h = keras.layers.Dense(64, activation="relu", kernel_initializer=keras.initializers.RandomNormal(0, 0.5))(inp)
+        return keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(h))
+
+    trained = net(0)
+    for w in trained.trainable_variables:
+        w.assign(w.numpy() * 7.0 + 3.0)            # far from any initialisation
+    before = [w.copy() for w in trained.get_weights()]
+    x = np.random.default_rng(2).standard_normal((6, 4)).astype(np.float32)
+    k = empirical_kernel(x, trained, 200, sigma_w=1.0, sigma_b=0.0, seed=5)
+    assert all(np.array_equal(a, b) for a, b in zip(before, trained.get_weights()))
+    # E[relu(w·x) relu(w·x')] for w ~ N(0, 0.25 I): the arc-cosine kernel of degree 1 (Cho & Saul)
+    norms = np.linalg.norm(x, axis=1)
+    cos = np.clip(x @ x.T / np.outer(norms, norms), -1, 1)
+    theta = np.arccos(cos)
+    exact = 0.25 * np.outer(norms, norms) * (np.sin(theta) + (np.pi - theta) * cos) / (2 * np.pi)
+    np.testing.assert_allclose(k, exact, rtol=0.1, atol=0.02 * exact.max())
 
 
 def test_redraw_uses_each_layers_initializer():

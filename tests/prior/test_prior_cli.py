@@ -103,7 +103,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, run_cli):
         (["--kernel-file", p("junk.npy"), "--labels", p("y.npy")], "cannot read kernel file"),
         (["--kernel-file", p("none.npy"), "--labels", p("y.npy")], "does not exist"),
         (["--kernel-file", p("k.npy")], "needs --labels"),
-        ([], "either a run directory or --kernel-file"),
+        ([], "either MODEL (a run, a .keras file, …) or --kernel-file"),
         ([str(tmp_path)], "not a tfflat run"),
         ([str(tmp_path), "--labels", p("y.npy")], "--labels goes with --kernel-file"),
         (["--kernel-file", p("k.npy"), "--labels", p("y.npy"), "--likelihood", "logit"], "Invalid value"),

@@ -99,3 +99,28 @@ def test_parse_opt_args():
     assert optimizers.parse_opt_args(["beta_1=0.8", "nesterov=true", "x=3"]) == {"beta_1": 0.8, "nesterov": True, "x": 3}
     with pytest.raises(UserError, match="KEY=VALUE"):
         optimizers.parse_opt_args(["beta_1"])
+
+
+def test_the_trainer_takes_the_head_as_its_loss():
+    """A 3-class head: one epoch equals plain numpy SGD on the mean softmax cross-entropy."""
+    import keras
+
+    from tfflat.models.heads import named
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(9, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 9)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3)])
+    w, b = [v.astype(np.float64) for v in model.get_weights()]
+    tr = Trainer(model, optimizers.make("sgd", 0.3), x, y, 4, seed=2, head=named("logits", 3))
+    perm = np.random.default_rng(2).permutation(9)
+    for idx in (perm[i:i + 4] for i in range(0, 9, 4)):
+        z = x[idx] @ w + b
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        dz = (p - np.eye(3)[y[idx]]) / len(idx)
+        w, b = w - 0.3 * x[idx].T @ dz, b - 0.3 * dz.sum(0)
+    tr.epoch()
+    np.testing.assert_allclose(model.get_weights()[0], w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.get_weights()[1], b, rtol=1e-5, atol=1e-6)

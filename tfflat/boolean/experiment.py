@@ -21,7 +21,7 @@ SAMPLING_DIR, TOP_ROWS = "sampling", "top.jsonl"
 
 
 def run(out, samples: int = defaults.BOOLEAN_SAMPLES, top: int = 10, seed: int = 0,
-        bits: int = defaults.BOOLEAN_BITS, min_count: int = 1, widths=(40, 40), overtrain: int = 0,
+        bits: int = defaults.BOOLEAN_BITS, min_count: int = 1, widths=defaults.FCN_PRESETS["fcn"], overtrain: int = 0,
         likelihood: str = "heaviside", figures: bool = True, sample_progress: Callable | None = None,
         top_progress: Callable | None = None) -> dict:
     """Sample ``samples`` networks, write the table, measure the ``top`` most frequent functions.
@@ -37,25 +37,27 @@ def run(out, samples: int = defaults.BOOLEAN_SAMPLES, top: int = 10, seed: int =
       overtrain: SGD epochs after the zero-error epoch before measuring flatness (paper: 0).
       likelihood: EP likelihood of the GP check (``heaviside`` or ``probit``).
       figures: draw the figures.
-      sample_progress, top_progress: progress callbacks (see :func:`sampler.sample`, :func:`top.measure`).
+      sample_progress, top_progress: progress callbacks (see :func:`sampling.sample`, :func:`top.measure`).
     Returns:
       The summary written to ``OUT/boolean.json``.
     """
     from tfflat import runs
-    from tfflat.boolean import plots, sampler
+    from tfflat.boolean import plots, sampling
     from tfflat.boolean import top as top_mod
+    from tfflat.boolean.table import write_table
+    from tfflat.prior.ep import LIKELIHOODS
 
-    sampler.check_settings(bits, samples, widths)
+    sampling.check_settings(bits, samples, widths)
     if not isinstance(top, int) or top < 0:
         raise UserError(f"--top must be a non-negative integer, got {top}")
     if min_count < 1:
         raise UserError(f"--min-count must be ≥ 1, got {min_count}")
-    if likelihood not in ("heaviside", "probit"):
-        raise UserError(f"--likelihood must be heaviside or probit, got {likelihood!r}")
+    if likelihood not in LIKELIHOODS:
+        raise UserError(f"--likelihood must be {' or '.join(LIKELIHOODS)}, got {likelihood!r}")
     out = runs.ensure_dir(out)
-    table = sampler.sample(samples, bits, widths, seed=seed, state_dir=out / SAMPLING_DIR,
+    table = sampling.sample(samples, bits, widths, seed=seed, state_dir=out / SAMPLING_DIR,
                            progress=sample_progress)
-    rows_written = sampler.write_table(out / plots.TABLE, table, min_count)
+    rows_written = write_table(out / plots.TABLE, table, min_count)
     summary = {
         "bits": bits, "widths": list(widths), "sigma_w": table.config["sigma_w"],
         "sigma_b": table.config["sigma_b"], "seed": seed, "samples": table.samples, "distinct": table.distinct,

@@ -44,16 +44,17 @@ def _num(v: str):
 def plot_boolean(out_dir, fig_dir=None) -> list[Path]:
     """Draw every figure the data in ``out_dir`` allows into ``fig_dir`` (default ``out_dir``)."""
     from tfflat import runs
-    from tfflat.boolean import sampler, top
-    from tfflat.experiments.stats import correlations
-    from tfflat.plots import _plt, _save
+    from tfflat import figures
+    from tfflat.boolean import top
+    from tfflat.boolean.table import read_table
+    from tfflat.stats import correlations
 
     out_dir = Path(out_dir)
     if not (out_dir / SUMMARY).is_file():
         raise UserError(f"{out_dir} has no {SUMMARY}; give the --out folder of `tfflat boolean`")
     summary = runs.read_json(out_dir / SUMMARY)
     fig_dir = runs.ensure_dir(fig_dir or out_dir)
-    plt = _plt()
+    plt = figures.pyplot()
     rows = read_top(out_dir / TOP)
     written = []
     title = (f"n = {summary.get('bits')}, FCN {'-'.join(str(w) for w in summary.get('widths', []))}, "
@@ -87,15 +88,15 @@ def plot_boolean(out_dir, fig_dir=None) -> list[Path]:
         stat = (f"r = {c['pearson_r']:.2f}, ρ = {c['spearman_rho']:.2f}, τ = {c['kendall_tau']:.2f}"
                 if np.isfinite(c["pearson_r"]) else "")
         ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{title}, top {len(rows)}\n{stat}")
-        written += _save(fig, fig_dir / name)
+        written += figures.save(fig, fig_dir / name)
         plt.close(fig)
     if (out_dir / TABLE).is_file():
-        _, counts, logp = sampler.read_table(out_dir / TABLE, RANK_ROWS)
+        _, counts, logp = read_table(out_dir / TABLE, RANK_ROWS)
         if len(counts):
             fig, ax = plt.subplots(figsize=(3.4, 2.8), constrained_layout=True)
             ax.plot(np.arange(1, len(logp) + 1), logp, ".", ms=2)
             ax.set_xscale("log")
             ax.set(xlabel="rank", ylabel=r"$\log_{10} P(f)$ (sampled)", title=title)
-            written += _save(fig, fig_dir / "prior_rank")
+            written += figures.save(fig, fig_dir / "prior_rank")
             plt.close(fig)
     return written

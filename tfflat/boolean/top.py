@@ -44,7 +44,7 @@ def function_seed(seed: int, key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:4], "little") & 0x7FFFFFFF
 
 
-def settings(bits: int, seed: int, widths=(40, 40), learning_rate: float | None = None,
+def settings(bits: int, seed: int, widths=defaults.FCN_PRESETS["fcn"], learning_rate: float | None = None,
              batch_size: int = defaults.BATCH_SIZE, max_epochs: int = defaults.MAX_EPOCHS, overtrain: int = 0,
              sharpness: dict | None = None, likelihood: str = "heaviside") -> dict:
     """Everything that determines a row of the top-function table (stored with every row)."""
@@ -56,10 +56,10 @@ def settings(bits: int, seed: int, widths=(40, 40), learning_rate: float | None 
             "sharpness": dict(sharpness or defaults.SHARPNESS[("boolean", "fcn")]), "likelihood": likelihood}
 
 
-def ep_log10_priors(keys, bits: int, widths=(40, 40), likelihood: str = "heaviside") -> np.ndarray:
+def ep_log10_priors(keys, bits: int, widths=defaults.FCN_PRESETS["fcn"], likelihood: str = "heaviside") -> np.ndarray:
     """log10 P(f) of each function (hex keys) under the NNGP of the FCN, by EP on all 2ⁿ inputs."""
-    from tfflat.boolean.sampler import parse_keys, unpack
     from tfflat.data import boolean_inputs
+    from tfflat.data.keys import parse_keys, unpack
     from tfflat.prior.ep import ep_log_prior
     from tfflat.prior.kernels import nngp_kernel
 
@@ -69,7 +69,7 @@ def ep_log10_priors(keys, bits: int, widths=(40, 40), likelihood: str = "heavisi
     return np.array([ep_log_prior(k, y, likelihood=likelihood).log10_p for y in ys], np.float64)
 
 
-def measure(keys, counts, log10_priors, out, *, bits: int, seed: int = 0, widths=(40, 40),
+def measure(keys, counts, log10_priors, out, *, bits: int, seed: int = 0, widths=defaults.FCN_PRESETS["fcn"],
             learning_rate: float | None = None, batch_size: int = defaults.BATCH_SIZE,
             max_epochs: int = defaults.MAX_EPOCHS, overtrain: int = 0, likelihood: str = "heaviside",
             progress: Callable[[int, int, dict], None] | None = None) -> list[dict]:
@@ -88,8 +88,8 @@ def measure(keys, counts, log10_priors, out, *, bits: int, seed: int = 0, widths
       The rows (dicts with :data:`COLUMNS` and ``settings``), in rank order.
     """
     from tfflat import models, runs
-    from tfflat.boolean.sampler import parse_keys, unpack
     from tfflat.data import Splits, boolean_inputs
+    from tfflat.data.keys import parse_keys, unpack
     from tfflat.flatness import hessian_measures, sharpness
     from tfflat.models.fcn import reinitialize
     from tfflat.training import train
@@ -156,7 +156,7 @@ def column(rows: list[dict], name: str) -> np.ndarray:
 
 def correlations(rows: list[dict]) -> dict:
     """Pearson, Spearman and Kendall correlations (with p-values) of the pairs in :data:`PAIRS`."""
-    from tfflat.experiments.stats import correlations as corr
+    from tfflat.stats import correlations as corr
 
     return {name: corr(column(rows, a), column(rows, b)) for name, (a, b) in PAIRS.items()}
 

@@ -1,7 +1,9 @@
 """S (true labels), A (flipped labels) and E (test) drawn disjointly from a seed (SPEC §1).
 
 S and E depend only on the data seed and their own sizes, never on |A|, so every run of an
-attack-size sweep shares the same S + E (and so one kernel matrix for the prior).
+attack-size sweep shares the same S + E (and so one kernel matrix for the prior). A is either the
+first |A| of one fixed order (nested subsets, the default) or a fresh subset per sample
+(``draw_indices(..., sample=k)``).
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ class Splits:
         return {"S": len(self.y_train), "A": len(self.y_attack), "E": len(self.y_test)}
 
 
-def draw_indices(task: Task, train_size: int, attack_size: int, test_size: int, seed: int) -> dict:
-    """Disjoint index sets for S, A, E. E comes from the test pool when the task has one."""
+def _order(task: Task, train_size: int, attack_size: int, test_size: int, seed: int):
+    """S, E and the candidates for A (in draw order), their pools' names; checks every size."""
     for name, v in (("--train-size", train_size), ("--attack-size", attack_size), ("--test-size", test_size)):
         if v < 0:
             raise UserError(f"{name} must be ≥ 0, got {v}")
@@ -58,21 +60,41 @@ def draw_indices(task: Task, train_size: int, attack_size: int, test_size: int, 
             raise UserError(f"|E| = {test_size} but the {task.name} test split has only {n_te} examples; "
                             "lower --test-size")
         p_tr, p_te = rng.permutation(n_tr), rng.permutation(n_te)
-        s, a, e = p_tr[:train_size], p_tr[train_size:train_size + attack_size], p_te[:test_size]
-        names = ("train", "train", "test")
-    else:
-        (pool_name, pool), = pools.items()
-        n = len(pool)
-        need = train_size + attack_size + test_size
-        if need > n:
-            raise UserError(f"|S| + |A| + |E| = {need} but {task.name} has only {n} examples here "
-                            f"({task.source.get('data_dir') or pool_name}); lower the sizes")
-        p = rng.permutation(n)
-        s, e = p[:train_size], p[train_size:train_size + test_size]
-        a = p[train_size + test_size:need]
-        names = (pool_name,) * 3
+        return p_tr[:train_size], p_te[:test_size], p_tr[train_size:], ("train", "train", "test")
+    (pool_name, pool), = pools.items()
+    n = len(pool)
+    need = train_size + attack_size + test_size
+    if need > n:
+        raise UserError(f"|S| + |A| + |E| = {need} but {task.name} has only {n} examples here "
+                        f"({task.source.get('data_dir') or pool_name}); lower the sizes")
+    p = rng.permutation(n)
+    return p[:train_size], p[train_size:train_size + test_size], p[train_size + test_size:], (pool_name,) * 3
+
+
+def _indices(names, s, a, e) -> dict:
     return {k: {"pool": pn, "indices": [int(i) for i in idx]}
             for k, pn, idx in zip(("S", "A", "E"), names, (s, a, e))}
+
+
+def draw_indices(task: Task, train_size: int, attack_size: int, test_size: int, seed: int,
+                 sample: int | None = None) -> dict:
+    """Disjoint index sets for S, A, E. E comes from the test pool when the task has one.
+
+    S and E depend on ``seed`` and their own sizes only. A is the first ``attack_size`` of a fixed
+    order of the remaining examples (so a smaller A is a subset of a larger one) — or, with
+    ``sample`` (an integer), a fresh subset of that size drawn without replacement from all of them
+    by a generator seeded with (``seed``, ``attack_size``, ``sample``): a new A for every sample
+    ("for each subset of attack set we sample 5 times", App. J.1, read as new subsets).
+    """
+    s, e, rest, names = _order(task, train_size, attack_size, test_size, seed)
+    if sample is None:
+        a = rest[:attack_size]
+    else:
+        if not isinstance(sample, (int, np.integer)) or isinstance(sample, bool) or sample < 0:
+            raise UserError(f"sample must be an integer ≥ 0, got {sample!r}")
+        pick = np.random.default_rng([int(seed), int(attack_size), int(sample)])
+        a = rest[pick.choice(len(rest), size=attack_size, replace=False)]
+    return _indices(names, s, a, e)
 
 
 def take(task: Task, indices: dict) -> Splits:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from tfflat import defaults
-from tfflat.data import sources
+from tfflat.data import keys, sources
 from tfflat.data.sources import Pool
 from tfflat.errors import UserError
 
@@ -34,7 +34,7 @@ def mnist(data_dir: str | None = None) -> Task:
     """MNIST with label 1 iff digit ≥ 5; pixels / 255."""
     raw = sources.mnist_files(Path(data_dir)) if data_dir else sources.tfds_pools("mnist")
     pools = {k: _binary_pool(p, (p.labels >= 5)) for k, p in raw.items()}
-    return Task("mnist", pools, _source(data_dir), (28, 28))
+    return Task("mnist", pools, _source(data_dir), input_shape("mnist"))
 
 
 def cifar_cats_cars(data_dir: str | None = None) -> Task:
@@ -49,7 +49,7 @@ def cifar_cats_cars(data_dir: str | None = None) -> Task:
             pools[k] = _binary_pool(p, (p.labels == cat), keep)
     if not pools:
         raise UserError(f"no automobile or cat images found in {data_dir}")
-    return Task("cifar_cats_cars", pools, _source(data_dir), (32, 32, 3))
+    return Task("cifar_cats_cars", pools, _source(data_dir), input_shape("cifar_cats_cars"))
 
 
 def boolean_inputs(n: int) -> np.ndarray:
@@ -58,15 +58,9 @@ def boolean_inputs(n: int) -> np.ndarray:
     return ((k[:, None] >> np.arange(n)[None, :]) & 1).astype(np.float32)
 
 
-def function_key(f: np.ndarray) -> str:
-    """Hex key of a Boolean function given as its 2ⁿ outputs: hex of Σ_k f(x_k)·2^k, MSB first."""
-    f = np.asarray(f).astype(np.int64).ravel()
-    value = sum(int(b) << k for k, b in enumerate(f))
-    return format(value, "0{}x".format(max(1, len(f) // 4)))
-
-
 def parse_target(target: str, n: int, seed: int = 0) -> np.ndarray:
-    """A Boolean target: 'random', a 2ⁿ-character bit string (f(x_0) first) or a hex key."""
+    """A Boolean target: 'random', a 2ⁿ-character bit string (f(x_0) first) or a hex key
+    (:mod:`tfflat.data.keys`)."""
     size = 2 ** n
     t = target.strip().lower()
     if t == "random":
@@ -74,25 +68,23 @@ def parse_target(target: str, n: int, seed: int = 0) -> np.ndarray:
     if len(t) == size and set(t) <= {"0", "1"}:
         return np.array([int(c) for c in t])
     t = t[2:] if t.startswith("0x") else t
-    if len(t) == max(1, size // 4):
+    if len(t) == keys.n_digits(n):
         try:
-            value = int(t, 16)
+            return keys.parse_key(t, n).astype(np.int64)
         except ValueError:
-            value = None
-        if value is not None:
-            return np.array([(value >> k) & 1 for k in range(size)])
-    raise UserError(f"target {target!r} is not 'random', a {size}-bit string or a {max(1, size // 4)}-digit "
+            pass
+    raise UserError(f"target {target!r} is not 'random', a {size}-bit string or a {keys.n_digits(n)}-digit "
                     f"hex key for n = {n}")
 
 
 def boolean(n: int = defaults.BOOLEAN_BITS, target: str = "random", seed: int = 0) -> Task:
     """All 2ⁿ Boolean inputs labelled by ``target`` (one pool: there is no separate test split)."""
-    if not 1 <= n <= 20:
-        raise UserError(f"--bits must be between 1 and 20, got {n}")
+    if not 1 <= n <= defaults.BOOLEAN_MAX_BITS:
+        raise UserError(f"--bits must be between 1 and {defaults.BOOLEAN_MAX_BITS}, got {n}")
     x, y = boolean_inputs(n), parse_target(target, n, seed)
     pool = Pool(y.astype(np.int64), lambda idx: x[np.asarray(idx)])
-    src = {"dataset": "boolean", "bits": n, "target": function_key(y)}
-    return Task("boolean", {"train": pool}, src, (n,))
+    src = {"dataset": "boolean", "bits": n, "target": keys.function_key(y)}
+    return Task("boolean", {"train": pool}, src, input_shape("boolean", n))
 
 
 def _source(data_dir: str | None) -> dict:
@@ -101,6 +93,14 @@ def _source(data_dir: str | None) -> dict:
 
 
 TASKS = {"mnist": mnist, "cifar_cats_cars": cifar_cats_cars, "boolean": boolean}
+_SHAPES = {"mnist": (28, 28), "cifar_cats_cars": (32, 32, 3)}
+
+
+def input_shape(name: str, bits: int = defaults.BOOLEAN_BITS) -> tuple[int, ...]:
+    """The shape of one example of task ``name`` (known without loading it; boolean: ``(bits,)``)."""
+    if name not in TASKS:
+        raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(TASKS)}")
+    return (int(bits),) if name == "boolean" else _SHAPES[name]
 
 
 def load_task(name: str, data_dir: str | None = None, **options) -> Task:

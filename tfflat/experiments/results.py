@@ -69,7 +69,8 @@ def _same(out, old: dict, new: dict) -> None:
                     next((k for k in b if a.get(k) != b.get(k)), "?"))
         raise UserError(f"{out} holds results of a different config ({diff} differs); "
                         "use another --out or delete it to start afresh")
-    if old.get("indices") != runs._jsonable(new.get("indices")):
+    if old.get("indices") != runs._jsonable(new.get("indices")) or \
+            old.get("attack_indices") != runs._jsonable(new.get("attack_indices")):
         raise UserError(f"{out} was made with different data (the S/A/E indices differ); "
                         "check --data-dir or use another --out")
 
@@ -78,23 +79,67 @@ def finished_keys(out) -> set[str]:
     return {r["key"] for r in runs.read_jsonl(out) if "key" in r}
 
 
+IDENTITY = ("experiment", "quick", "dataset", "model", "train_size", "test_size")   # without a sidecar
+
+
+def experiment_id(path, records: list[dict]) -> str:
+    """What a results file's records belong to: ``<name>[-quick]@<hash of the config>``.
+
+    The config is the sidecar's (without the data folder and the description, so the shards of one
+    sweep, run anywhere, share it); without a sidecar, the records' own :data:`IDENTITY` fields.
+    """
+    meta = read_meta(path) if path is not None else None
+    if meta and isinstance(meta.get("config"), dict):
+        cfg = {k: v for k, v in meta["config"].items() if k != "description"}
+        cfg["data"] = {k: v for k, v in (cfg.get("data") or {}).items() if k != "data_dir"}
+        return _identity(cfg.get("name") or Path(path).stem, cfg.get("quick", False), cfg)
+    first = records[0] if records else {}
+    return record_id(first, default=Path(path).stem if path is not None else "experiment")
+
+
+def record_id(rec: dict, default: str = "experiment") -> str:
+    """:func:`experiment_id` from a record's own :data:`IDENTITY` fields (no sidecar)."""
+    return _identity(rec.get("experiment") or default, bool(rec.get("quick", False)),
+                     {k: rec.get(k) for k in IDENTITY})
+
+
+def _identity(name: str, quick: bool, cfg: dict) -> str:
+    import hashlib
+    import json
+
+    digest = hashlib.sha1(json.dumps(runs._jsonable(cfg), sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{name}{'-quick' if quick else ''}@{digest}"
+
+
 def load(paths):
-    """All records of one or more results files as a pandas DataFrame (first record per key wins)."""
+    """All records of one or more results files as one pandas DataFrame, one row per measurement.
+
+    Every row gains ``results_file`` and ``experiment_id`` (:func:`experiment_id`). A record is
+    identified by (experiment_id, key): the same key in two files of one experiment (overlapping
+    shards, a file given twice) is one measurement and the first copy is kept; records of different
+    experiments (e.g. the MNIST and CIFAR sweeps of Fig. 3, both keyed ``sgd/A0/seed0/over0``) are
+    never merged. ``df.attrs`` holds ``read`` (records in the files) and ``duplicates`` (copies left out).
+    """
     import pandas as pd
 
-    frames = []
+    frames, read = [], 0
     for p in paths:
         p = Path(p)
         if not p.is_file():
             raise UserError(f"results file {p} does not exist")
         recs = runs.read_jsonl(p)
+        read += len(recs)
         if recs:
-            frames.append(pd.DataFrame.from_records(recs))
+            df = pd.DataFrame.from_records(recs)
+            df["results_file"] = str(p)
+            df["experiment_id"] = experiment_id(p, recs)
+            frames.append(df)
     if not frames:
         raise UserError(f"no records in {', '.join(map(str, paths))}; run the sweep first")
     df = pd.concat(frames, ignore_index=True)
     if "key" in df:
-        df = df.drop_duplicates("key", keep="first").reset_index(drop=True)
+        df = df.drop_duplicates(["experiment_id", "key"], keep="first").reset_index(drop=True)
+    df.attrs.update(read=read, duplicates=read - len(df))
     return df
 
 

@@ -36,33 +36,37 @@ class Session:
     """
 
     def __init__(self, exp, task=None, kernel_cache=None):
-        from tfflat.experiments.config import check_data, model_spec
+        from tfflat.experiments.config import check_data
 
         self.exp = exp
         self.task = check_data(exp, task)
-        self.spec = model_spec(exp, self.task.input_shape)
+        self.spec = exp.model_spec(self.task.input_shape)
         self._splits, self._trainers = {}, OrderedDict()
         self._model = None
         self._kernel, self.kernel_cache = None, kernel_cache
         self._logits_fn = None
-        first = self.splits(exp.data["attack_sizes"][0])
+        first = self.splits(exp.data.attack_sizes[0])
         self.x_se = np.concatenate([first.x_train, first.x_test])
         self.y_s, self.n_s = first.y_train, len(first.y_train)
 
     # ------------------------------------------------------------ data
-    def indices(self, attack_size: int) -> dict:
-        from tfflat.data import draw_indices
+    def sample(self, seed: int) -> int | None:
+        """The attack-set sample of a point with this seed: the seed with ``attack_resample``, else None."""
+        return int(seed) if self.exp.data.attack_resample else None
 
-        d = self.exp.data
-        return draw_indices(self.task, d["train_size"], attack_size, d["test_size"], d["data_seed"])
+    def indices(self, attack_size: int, seed: int = 0) -> dict:
+        """S, A, E indices of the point (|A| = ``attack_size``, ``seed``); see :func:`attack_indices`."""
+        return attack_indices(self.exp, self.task, attack_size, seed)
 
-    def splits(self, attack_size: int):
-        """S, A, E for ``|A| = attack_size`` (S and E are the same for every |A|)."""
+    def splits(self, attack_size: int, seed: int = 0):
+        """S, A, E for ``|A| = attack_size`` (and, with ``attack_resample``, this seed's A).
+        S and E are the same for every point."""
         from tfflat.data import take
 
-        if attack_size not in self._splits:
-            self._splits[attack_size] = take(self.task, self.indices(attack_size))
-        return self._splits[attack_size]
+        key = (attack_size, self.sample(seed))
+        if key not in self._splits:
+            self._splits[key] = take(self.task, self.indices(attack_size, seed))
+        return self._splits[key]
 
     # ------------------------------------------------------------ model and training
     def model(self, seed: int):
@@ -77,40 +81,38 @@ class Session:
         return self._model
 
     def train(self, optimizer: str, attack_size: int, seed: int, overtrain: int = 0, callback=None):
-        """Train from ``models.build(spec, seed)`` on S ∪ A exactly as ``train_run`` would.
+        """Train from ``models.build(spec, seed)`` on S ∪ A exactly as ``train_run`` would with the
+        point's :meth:`~tfflat.experiments.config.Experiment.run_config`.
 
         The compiled training step for (optimizer, |A|) is built once and reset between points.
         Returns (model, :class:`~tfflat.training.TrainResult`).
         """
-        from tfflat.training import train
+        from tfflat.training.run import fit
 
-        t = self.exp.train
-        splits = self.splits(attack_size)
+        config = self.exp.run_config(optimizer, attack_size, seed, overtrain)
         model = self.model(seed)
         trainer = self._trainer(optimizer, attack_size, seed)
-        result = train(model, splits, optimizer, learning_rate=t["learning_rate"], opt_args=t["opt_args"],
-                       batch_size=t["batch_size"], max_epochs=t["max_epochs"], overtrain=overtrain,
-                       stop_on=t["stop_on"], seed=seed, callback=callback, trainer=trainer)
-        return model, result
+        return model, fit(model, self.splits(attack_size, seed), config, callback=callback, trainer=trainer)
 
     def _trainer(self, optimizer: str, attack_size: int, seed: int):
-        """A cached :class:`~tfflat.training.Trainer` for (optimizer, |A|), or ``None`` when the
-        optimizer keeps state a reset cannot restore (then ``train`` builds a fresh one)."""
+        """A cached :class:`~tfflat.training.Trainer` for (optimizer, |A|) (and the seed's A with
+        ``attack_resample``: the data is part of the compiled step), or ``None`` when the optimizer
+        keeps state a reset cannot restore (then ``train`` builds a fresh one)."""
         import keras
 
         from tfflat.training import Trainer, optimizers
         from tfflat.training.loop import eval_inputs
 
-        key = (optimizer, attack_size)
+        key = (optimizer, attack_size, self.sample(seed))
         if key in self._trainers:
             self._trainers.move_to_end(key)
             return self._trainers[key]
         t = self.exp.train
-        opt = optimizers.make(optimizer, t["learning_rate"], **t["opt_args"])
+        opt = optimizers.make(optimizer, t.learning_rate, **t.opt_args)
         if any(isinstance(v, keras.random.SeedGenerator) for v in vars(opt).values()):
             return None          # e.g. Entropy-SGD's Langevin noise: its stream is not reset
-        splits = self.splits(attack_size)
-        batch = None if optimizer == "gd" else t["batch_size"]
+        splits = self.splits(attack_size, seed)
+        batch = None if optimizer == "gd" else t.batch_size
         trainer = Trainer(self._model, opt, splits.x_fit, splits.y_fit, batch, seed, x_eval=eval_inputs(splits))
         self._trainers[key] = trainer
         while len(self._trainers) > TRAINER_CACHE:
@@ -138,12 +140,13 @@ class Session:
         if self._kernel is None:
             from tfflat import prior
 
-            self._kernel = prior.kernel_for(self.spec, self.x_se, task=self.exp.data["dataset"],
+            self._kernel = prior.kernel_for(self.spec, self.x_se, task=self.exp.data.dataset,
                                             cache_dir=self.kernel_cache)
         return self._kernel
 
     def measure(self, model, seed: int = 0) -> tuple[dict, list[dict]]:
-        """Hessian measures and log P(f) of ``model`` now, and its sharpness at every configured ζ.
+        """Hessian measures, log P(f) and ``[flatness]``'s measures of the zoo (:func:`zoo_fields`) of
+        ``model`` now, and its sharpness at every configured ζ.
 
         f = the network's labels on S + E (on S these are the true labels once the training error is
         zero). Returns (flat dict, one flat dict per ζ); switched-off measurements are absent.
@@ -153,33 +156,78 @@ class Session:
         out = {"function_hash": function_hash(f), "function_errors_S": int(np.sum(f[:self.n_s] != self.y_s))}
         x_s, y_s = self.x_se[:self.n_s], self.y_s
         sh = exp.sharpness
-        if sh["enabled"]:
+        if sh.enabled:
             from tfflat import flatness
 
-            for zeta in sh["zeta"]:
+            for zeta in sh.zeta:
                 t0 = time.perf_counter()
-                r = flatness.sharpness(model, x_s, y_s, zeta=zeta, method=sh["method"], lr=sh["lr"],
-                                       epochs=sh["epochs"], batch_size=sh["batch_size"], seed=seed)
-                sharp.append({"zeta": zeta, "sharpness": float(r.sharpness),
-                              "log10_sharpness": float(r.log10_sharpness),
-                              "seconds_sharpness": time.perf_counter() - t0})
-        if exp.hessian["enabled"]:
+                r = flatness.sharpness(model, x_s, y_s, zeta=zeta, method=sh.method, lr=sh.lr,
+                                       epochs=sh.epochs, batch_size=sh.batch_size, seed=seed)
+                sharp.append(sharpness_fields(r, zeta, time.perf_counter() - t0))
+        if exp.hessian.enabled:
             from tfflat import flatness
 
             t0 = time.perf_counter()
-            h = flatness.hessian_measures(model, x_s, y_s, top_k=exp.hessian["top_k"], seed=seed)
+            h = flatness.hessian_measures(model, x_s, y_s, top_k=exp.hessian.top_k, seed=seed)
             out.update(spectral_norm=float(h.spectral_norm), log10_spectral_norm=_log10(h.spectral_norm),
-                       log10_topk_product=float(h.log10_top_product), hessian_top_k=exp.hessian["top_k"],
+                       log10_topk_product=float(h.log10_top_product), hessian_top_k=exp.hessian.top_k,
                        hessian_trace=float(h.trace), seconds_hessian=time.perf_counter() - t0)
-        if exp.prior["enabled"]:
+        if exp.prior.enabled:
             from tfflat import prior
 
             t0 = time.perf_counter()
-            r = prior.log_prior(self.kernel(), f, exp.prior["likelihood"], train_size=self.n_s,
-                                delta=exp.prior["delta"], check=False)     # PSD by construction
+            r = prior.log_prior(self.kernel(), f, exp.prior.likelihood, train_size=self.n_s,
+                                delta=exp.prior.delta, check=False)     # PSD by construction
             out.update(ln_prior=r["ln_prior"], log10_prior=r["log10_prior"], pac_bayes_bound=r["pac_bayes_bound"],
                        ep_sweeps=r["sweeps"], ep_converged=r["converged"], seconds_prior=time.perf_counter() - t0)
+            # the GP's own predicted error on E (issue 13), kept when the prior's result carries it
+            out.update({k: r[k] for k in GP_FIELDS if r.get(k) is not None})
+        if exp.flatness.measures:
+            from tfflat.flatness.measures import flatness_measures, plan
+
+            settings = plan(exp.flatness.measures, seed, exp.flatness.settings, defaults=exp.zoo_defaults())
+            res = flatness_measures(model, x_s, y_s, list(settings), seed, settings, errors="record")
+            out.update(zoo_fields(res))
         return out, sharp
+
+
+GP_FIELDS = ("gp_test_error",)
+
+
+def zoo_fields(results: dict) -> dict:
+    """Results of :func:`tfflat.flatness.flatness_measures` as flat record fields: ``flatness_<name>``
+    (the value; ``None`` with ``flatness_<name>_error`` when the measure does not apply; ±inf are
+    written as the strings "inf"/"-inf", as every record's), ``flatness_<name>_seconds`` and each
+    scalar detail as ``flatness_<name>_<detail>`` (lists, tables and the settings stay out: the
+    settings are in the sidecar's config)."""
+    skip = ("value", "settings", "invariant_layerwise", "invariant_neuronwise")
+    out = {}
+    for name, r in results.items():
+        out[f"flatness_{name}"] = r["value"]
+        out.update({f"flatness_{name}_{k}": v for k, v in r.items() if k not in skip
+                    and (k == "error" or isinstance(v, (bool, int, float, np.number, np.bool_)))})
+    return out
+
+
+def sharpness_fields(r, zeta: float, seconds: float) -> dict:
+    """A :class:`~tfflat.flatness.SharpnessResult` as record fields: the sharpness (Def. 2.1), whether
+    the ascent reached the first-order corner's loss (``sharpness_converged``), the corner's own
+    sharpness, the losses behind them, and the ascent's running maximum per epoch (Fig. S10)."""
+    return {"zeta": zeta, "sharpness": float(r.sharpness), "log10_sharpness": float(r.log10_sharpness),
+            "sharpness_converged": bool(r.converged), "corner_sharpness": float(r.corner_sharpness),
+            "sharpness_loss": float(r.loss), "max_loss": float(r.max_loss), "corner_loss": float(r.corner_loss),
+            "ascent_trace": [float(v) for v in np.asarray(r.trace, np.float64).ravel()],
+            "seconds_sharpness": seconds}
+
+
+def attack_indices(exp, task, attack_size: int, seed: int = 0) -> dict:
+    """S, A, E indices of one point: A the first |A| of one fixed order, or — with
+    ``[data] attack_resample`` — a new draw for this seed (:func:`tfflat.data.draw_indices`)."""
+    from tfflat.data import draw_indices
+
+    d = exp.data
+    return draw_indices(task, d.train_size, attack_size, d.test_size, d.data_seed,
+                        sample=int(seed) if d.attack_resample else None)
 
 
 def function_hash(f: np.ndarray) -> str:

@@ -4,11 +4,17 @@ Each point trains an FCN (or ResNet50) on S ∪ A to the zero-error epoch (§5.2
 sharpness (Def. 2.1), the Hessian measures (App. E, when asked) and log P(f) (§2.3, one kernel for
 the whole sweep since S + E is shared) there and, optionally, at later overtraining epochs
 (Figs. S16–S21). One flat JSON record per measurement is appended atomically to the results file
-(see :mod:`tfflat.experiments.results`); a rerun skips what is there.
+(see :mod:`tfflat.experiments.results`); a rerun skips what is there. A record names its experiment
+(config name, ``quick``, dataset, model, sizes, ``attack_resample``) and point (optimizer, |A|,
+seed, overtraining epoch), and keeps the sharpness ascent's convergence: ``sharpness_converged``,
+``corner_sharpness``, the losses and the ``ascent_trace`` (Fig. S10). With ``attack_resample`` each
+seed of an |A| trains on its own A (recorded in the sidecar).
 
-Parallelism: ``shard=(i, n)`` runs every n-th point (cluster job arrays); ``workers=k`` starts k
-worker processes on this machine that take points from a queue (each keeps its TensorFlow, data,
-kernel and compiled training steps for all its points).
+Parallelism: ``shard=(i, n)`` runs every n-th point (cluster job arrays; :mod:`tfflat.experiments.shards`
+merges their files); ``workers=k`` starts k worker processes on this machine that take points from a
+queue (each keeps its TensorFlow, data, kernel and compiled training steps for all its points). With
+GPUs, worker i is pinned to one GPU (``CUDA_VISIBLE_DEVICES``, round robin over ``devices``: one worker
+per GPU when k equals their number; :func:`tfflat.devices.worker_env`), memory growth on.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ class Point:
 def grid(exp) -> list[Point]:
     """All points, ordered by optimizer (config order), |A|, seed."""
     t = exp.train
-    return [Point(o, a, s) for o in t["optimizers"] for a in exp.data["attack_sizes"] for s in t["seeds"]]
+    return [Point(o, a, s) for o in t.optimizers for a in exp.data.attack_sizes for s in t.seeds]
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -70,39 +76,55 @@ def shard(points: list, i: int, n: int) -> list:
 
 
 def sidecar(exp, session_or_task) -> dict:
-    """What the results' sidecar records besides the versions."""
+    """What the results' sidecar records besides the versions: the config, model spec, data source
+    and every index of S, A and E (with ``attack_resample``, each point's own A)."""
     from tfflat.data import draw_indices
-    from tfflat.experiments.config import model_spec
+    from tfflat.experiments.session import attack_indices
 
     task = getattr(session_or_task, "task", session_or_task)
     d = exp.data
-    spec = model_spec(exp, task.input_shape)
-    return {"experiment": exp.kind, "config": exp.to_dict(), "config_file": exp.path, "model_spec": spec,
-            "source": task.source,
-            "indices": draw_indices(task, d["train_size"], max(d["attack_sizes"]), d["test_size"], d["data_seed"]),
-            "indices_note": "A for a given |A| is the first |A| entries of indices.A (S and E never change)"}
+    spec = exp.model_spec(task.input_shape)
+    meta = {"experiment": exp.kind, "config": exp.to_dict(), "config_file": exp.path, "model_spec": spec,
+            "source": task.source, "attack_resample": d.attack_resample,
+            "indices": draw_indices(task, d.train_size, max(d.attack_sizes), d.test_size, d.data_seed)}
+    if d.attack_resample:
+        meta["attack_indices"] = {f"A{a}/seed{s}": attack_indices(exp, task, a, s)["A"]["indices"]
+                                  for a in d.attack_sizes for s in exp.train.seeds}
+        meta["indices_note"] = ("S and E never change; each (|A|, seed) point trains on its own A, "
+                                "attack_indices['A<|A|>/seed<seed>'] (indices into pool indices.A.pool)")
+    else:
+        meta["indices_note"] = "A for a given |A| is the first |A| entries of indices.A (S and E never change)"
+    return meta
 
 
 def point_keys(exp, point: Point) -> list[str]:
-    return [point.key(o) for o in exp.train["overtrain_epochs"]]
+    return [point.key(o) for o in exp.train.overtrain_epochs]
 
 
 def todo(exp, points: list[Point], done: set[str]) -> list[Point]:
     return [p for p in points if not all(k in done for k in point_keys(exp, p))]
 
 
-def _base_record(exp, point: Point) -> dict:
-    return {"experiment": exp.name, "dataset": exp.data["dataset"], "model": exp.model["name"],
+def base_record(exp, point: Point) -> dict:
+    """The fields every record of ``point`` starts with (what identifies its experiment and point)."""
+    return {"experiment": exp.name, "quick": exp.quick, "dataset": exp.data.dataset, "model": exp.model.name,
             "optimizer": point.optimizer, "attack_size": point.attack_size, "seed": point.seed,
-            "train_size": exp.data["train_size"], "test_size": exp.data["test_size"]}
+            "train_size": exp.data.train_size, "test_size": exp.data.test_size,
+            "attack_resample": exp.data.attack_resample}
 
 
-def run_point(session, point: Point, done: set[str], out) -> list[dict]:
-    """Train one point and append a record for each of its overtraining epochs not yet in ``done``."""
+def tensorboard_run(point: Point, overtrain: int) -> str:
+    """A sweep's TensorBoard run: one curve against |A| per (optimizer, seed, overtraining epoch)."""
+    return f"{point.optimizer}_seed{point.seed}" + (f"_over{overtrain}" if overtrain else "")
+
+
+def run_point(session, point: Point, done: set[str], out, tensorboard=None) -> list[dict]:
+    """Train one point and append a record for each of its overtraining epochs not yet in ``done``
+    (and, with a :class:`~tfflat.experiments.tensorboard.ScalarWriter`, write its scalars at step |A|)."""
     from tfflat.experiments.session import reached_zero_error
 
     exp = session.exp
-    wanted = {o: point.key(o) for o in exp.train["overtrain_epochs"] if point.key(o) not in done}
+    wanted = {o: point.key(o) for o in exp.train.overtrain_epochs if point.key(o) not in done}
     if not wanted:
         return []
     last = max(wanted)
@@ -113,9 +135,13 @@ def run_point(session, point: Point, done: set[str], out) -> list[dict]:
         runs.append_jsonl(out, rec)
         done.add(rec["key"])
         written.append(rec)
+        if tensorboard is not None and rec["status"] == "ok":
+            from tfflat.experiments.tensorboard import tags
+
+            tensorboard.write(tensorboard_run(point, rec["overtrain"]), point.attack_size, tags(rec))
 
     def callback(epoch, rec, model):
-        if state["zero"] is None and reached_zero_error(rec, exp.train["stop_on"]):
+        if state["zero"] is None and reached_zero_error(rec, exp.train.stop_on):
             state["zero"] = epoch
         if state["zero"] is None:
             return False
@@ -127,7 +153,7 @@ def run_point(session, point: Point, done: set[str], out) -> list[dict]:
             dt = time.perf_counter() - t0
             state["measure_seconds"] += dt
             train_s = rec["seconds"] - before
-            write({"key": wanted[over], **_base_record(exp, point), "status": "ok", "overtrain": over,
+            write({"key": wanted[over], **base_record(exp, point), "status": "ok", "overtrain": over,
                    "epoch": epoch, "zero_error_epoch": state["zero"], **_accuracies(rec), **m,
                    "seconds_train": train_s, "seconds": train_s + dt})
         return over >= last
@@ -139,7 +165,7 @@ def run_point(session, point: Point, done: set[str], out) -> list[dict]:
     for over, key in wanted.items():
         if key not in done:
             seconds = time.perf_counter() - t0 - state["measure_seconds"]
-            write({"key": key, **_base_record(exp, point), "status": status, "overtrain": over,
+            write({"key": key, **base_record(exp, point), "status": status, "overtrain": over,
                    "epoch": result.epochs, "zero_error_epoch": result.zero_error_epoch, **_accuracies(result.final),
                    "seconds_train": seconds, "seconds": seconds})
     return written
@@ -154,8 +180,13 @@ def _accuracies(rec: dict) -> dict:
 
 # ---------------------------------------------------------------- the whole sweep
 def run(exp, out, shard_spec: tuple[int, int] = (1, 1), workers: int = 1, task=None,
-        progress: Callable[[int, int, str], None] | None = None) -> dict:
+        progress: Callable[[int, int, str], None] | None = None, tensorboard: str | None = None,
+        devices=None) -> dict:
     """Run (or resume) the sweep's share ``shard_spec`` with ``workers`` processes; append to ``out``.
+    ``devices``: the GPUs the workers are pinned to (a :mod:`tfflat.devices` spec; default all visible).
+
+    With ``tensorboard`` (a folder), every record made now is also written as TensorBoard scalars
+    (:mod:`tfflat.experiments.tensorboard`; each worker writes its own event files).
 
     Returns a summary: points in the share, points run now, points skipped (already done), records
     written, seconds.
@@ -177,19 +208,27 @@ def run(exp, out, shard_spec: tuple[int, int] = (1, 1), workers: int = 1, task=N
         if workers == 1:
             from tfflat.experiments.session import Session
 
+            from tfflat.experiments.tensorboard import ScalarWriter
+
             session = Session(exp, task, kernel_cache=results.kernel_cache(out))
             n = summary["skipped"]
-            for p in pending:
-                run_point(session, p, done, out)
-                n += 1
-                if progress:
-                    progress(n, len(share), f"|A|={p.attack_size} seed {p.seed} {p.optimizer}")
+            writer = ScalarWriter(tensorboard) if tensorboard else None
+            try:
+                for p in pending:
+                    run_point(session, p, done, out, writer)
+                    n += 1
+                    if progress:
+                        progress(n, len(share), f"|A|={p.attack_size} seed {p.seed} {p.optimizer}")
+            finally:
+                if writer is not None:
+                    writer.close()
         else:
-            if exp.prior["enabled"]:     # into the cache once, so that the workers only load it
+            if exp.prior.enabled:     # into the cache once, so that the workers only load it
                 from tfflat.experiments.session import Session
 
                 Session(exp, task, kernel_cache=results.kernel_cache(out)).kernel()
-            _run_workers(exp, out, pending, workers, summary["skipped"], len(share), progress)
+            summary["pinned"] = _run_workers(exp, out, pending, workers, summary["skipped"], len(share), progress,
+                                             tensorboard, devices)
     summary["records"] = len(results.finished_keys(out))
     summary["seconds"] = time.perf_counter() - t0
     return summary
@@ -210,20 +249,24 @@ def _die_with_parent() -> None:
         pass
 
 
-def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total: int, progress) -> None:
+def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total: int, progress,
+                 tensorboard: str | None = None, devices=None) -> list:
     """Feed ``pending`` points to ``workers`` child processes, preferring a child's last (optimizer, |A|)
-    so each compiles few training steps. Threads are split evenly between the children."""
+    so each compiles few training steps. Threads are split evenly between the children; with GPUs each
+    child is pinned to one (:func:`tfflat.devices.worker_env`). Returns each child's CUDA_VISIBLE_DEVICES."""
+    from tfflat import devices as dev
+
     cores = os.cpu_count() or 1
     threads = str(max(1, cores // workers))
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS=threads,
                OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads, TF_CPP_MIN_LOG_LEVEL="3")
-    cmd = [sys.executable, "-m", "tfflat.experiments.sweep", str(out)]
-    if exp.path:
-        cmd += [str(exp.path)]
+    pins = [dev.worker_env(i, workers, devices) for i in range(workers)]
+    cmd = [sys.executable, "-m", "tfflat.experiments.sweep", str(out), str(exp.path or ""), str(tensorboard or "")]
     logs = [tempfile.TemporaryFile("w+") for _ in range(workers)]   # TensorFlow's start-up chatter, errors
-    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
-                              bufsize=1, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-             for log in logs]
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env={**env, **pin},
+                              text=True, bufsize=1,
+                              preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+             for log, pin in zip(logs, pins)]
     queue = list(pending)
     last: dict[int, tuple] = {}
     finished = start
@@ -279,31 +322,39 @@ def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total
                 proc.kill()
                 proc.wait()
             log.close()
+    return [p.get("CUDA_VISIBLE_DEVICES") for p in pins]
 
 
-def _worker(out: str, config_path: str | None) -> int:
+def _worker(out: str, config_path: str | None, tensorboard: str | None = None) -> int:
     """Child process: read points (JSON lines) from stdin, run them, report each on stdout."""
     from tfflat.experiments.config import Experiment
     from tfflat.experiments.session import Session
+    from tfflat.experiments.tensorboard import ScalarWriter
 
     meta = results.read_meta(out)
     exp = Experiment.from_dict(meta["config"], path=config_path)
     session = None
     done = results.finished_keys(out)
-    for line in sys.stdin:
-        opt, a, s = json.loads(line)
-        if session is None:
-            session = Session(exp, kernel_cache=results.kernel_cache(out))
-        run_point(session, Point(opt, int(a), int(s)), done, out)
-        sys.stdout.write(_MSG + json.dumps({"done": [opt, a, s]}) + "\n")
-        sys.stdout.flush()
+    writer = ScalarWriter(tensorboard) if tensorboard else None
+    try:
+        for line in sys.stdin:
+            opt, a, s = json.loads(line)
+            if session is None:
+                session = Session(exp, kernel_cache=results.kernel_cache(out))
+            run_point(session, Point(opt, int(a), int(s)), done, out, writer)
+            sys.stdout.write(_MSG + json.dumps({"done": [opt, a, s]}) + "\n")
+            sys.stdout.flush()
+    finally:
+        if writer is not None:
+            writer.close()
     return 0
 
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        sys.exit(_worker(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
+        args = sys.argv[1:] + ["", ""]
+        sys.exit(_worker(args[0], args[1] or None, args[2] or None))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -4,22 +4,22 @@ From initialisation through the zero-error epoch and ``overtrain`` further epoch
 epochs (and at epoch 0, the zero-error epoch and the last epoch) the network's sharpness (one
 record per ζ of a ζ sweep, Fig. S13), Hessian measures (Fig. S15, when asked) and log P(f) are
 measured. With ``rescale_epoch`` (an absolute epoch) or ``rescale_after`` (epochs after the
-zero-error epoch) set, the layer ``rescale_layer`` is α-rescaled (App. F, eq. 9) at that epoch,
-after its measurement, then measured again (``after_rescale`` true) and trained on (§5.4). Records are appended to a JSON-lines file as they are made and a rerun resumes;
-with a TensorBoard directory every new measurement is also written as scalars.
+zero-error epoch) set, the layer ``rescale_layer`` is α-rescaled (App. F, eq. 9, in the config's
+``rescale_direction``; see :class:`~tfflat.experiments.config.Temporal`) at that epoch, after its
+measurement, then measured again (``after_rescale`` true) and trained on (§5.4). Records are appended
+to a JSON-lines file as they are made and a rerun resumes; with a TensorBoard directory every new
+measurement is also written as scalars (:mod:`tfflat.experiments.tensorboard`, step = epoch).
 """
 
 from __future__ import annotations
 
-import re
 import time
-from pathlib import Path
 from typing import Callable
 
 from tfflat import runs
 from tfflat.errors import IncompleteError
 from tfflat.experiments import results
-from tfflat.experiments.sweep import Point, grid, sidecar
+from tfflat.experiments.sweep import Point, base_record, grid, sidecar
 
 
 def record_key(point: Point, epoch: int, zeta, after_rescale: bool) -> str:
@@ -48,7 +48,7 @@ def run(exp, out, tensorboard: str | None = None, task=None,
     missed = [s for s in summaries if s["rescale_missed"] or s["zero_error_epoch"] is None]
     if missed:
         s = missed[0]
-        why = (f"no zero-error epoch within {exp.train['max_epochs']} epochs (raise [train] max_epochs)"
+        why = (f"no zero-error epoch within {exp.train.max_epochs} epochs (raise [train] max_epochs)"
                if s["zero_error_epoch"] is None else
                f"training ended at epoch {s['last_epoch']}, before the rescaling epoch "
                f"{s['rescale_epoch']} (raise [temporal] overtrain)")
@@ -59,16 +59,15 @@ def run(exp, out, tensorboard: str | None = None, task=None,
 def run_trajectory(session, point: Point, done: set[str], out, tensorboard=None, progress=None) -> dict:
     """Train one (optimizer, |A|, seed) trajectory, measuring as the module docstring says."""
     from tfflat.experiments.session import reached_zero_error
-    from tfflat.rescale import rescale_layer
+    from tfflat.experiments.tensorboard import ScalarWriter, tags
 
     exp = session.exp
     t = exp.temporal
-    zetas = exp.sharpness["zeta"] if exp.sharpness["enabled"] else [None]
-    writer = _writer(tensorboard, point) if tensorboard else None
-    state = {"zero": None, "rescaled": False, "rescale_at": t["rescale_epoch"]}
-    base = {"experiment": exp.name, "dataset": exp.data["dataset"], "model": exp.model["name"],
-            "optimizer": point.optimizer, "attack_size": point.attack_size, "seed": point.seed,
-            "train_size": exp.data["train_size"], "test_size": exp.data["test_size"]}
+    zetas = exp.sharpness.zeta if exp.sharpness.enabled else [None]
+    writer = ScalarWriter(tensorboard) if tensorboard else None
+    run_name = f"{point.optimizer}_A{point.attack_size}_seed{point.seed}"
+    state = {"zero": None, "rescaled": False, "rescale_at": t.rescale_epoch}
+    base = base_record(exp, point)
 
     def measure(epoch, rec, model, after_rescale):
         keys = [record_key(point, epoch, z, after_rescale) for z in zetas]
@@ -81,42 +80,42 @@ def run_trajectory(session, point: Point, done: set[str], out, tensorboard=None,
                 continue
             r = {"key": key, **base, "epoch": epoch, "zero_error_epoch": state["zero"],
                  "after_rescale": after_rescale, "rescale_epoch": state["rescale_at"],
-                 "alpha": t["alpha"] if (t["rescale_epoch"], t["rescale_after"]) != (None, None) else None,
+                 **rescale_fields(t),
                  "train_accuracy": rec["acc_S"], "attack_accuracy": rec["acc_A"], "test_accuracy": rec["acc_E"],
                  "generalization_error": None if rec["acc_E"] is None else 1.0 - rec["acc_E"],
                  "train_loss": rec["loss_S"], **common, **row}
             runs.append_jsonl(out, r)
             done.add(key)
             if writer is not None:
-                _scalars(writer, r, common=key == keys[0])
+                writer.write(run_name, epoch, tags(r, common=key == keys[0]))
         if progress:
             progress(epoch, None, f"{point.name} zero-error epoch {state['zero']}")
 
     def callback(epoch, rec, model):
-        if state["zero"] is None and reached_zero_error(rec, exp.train["stop_on"]):
+        if state["zero"] is None and reached_zero_error(rec, exp.train.stop_on):
             state["zero"] = epoch
-            if t["rescale_after"] is not None:
-                state["rescale_at"] = epoch + t["rescale_after"]
-        end = (state["zero"] is not None and epoch >= state["zero"] + t["overtrain"]) or \
-            epoch == exp.train["max_epochs"]
+            if t.rescale_after is not None:
+                state["rescale_at"] = epoch + t.rescale_after
+        end = (state["zero"] is not None and epoch >= state["zero"] + t.overtrain) or \
+            epoch == exp.train.max_epochs
         rescale_now = epoch == state["rescale_at"]
-        if epoch % t["every"] == 0 or epoch == state["zero"] or end or rescale_now:
+        if epoch % t.every == 0 or epoch == state["zero"] or end or rescale_now:
             measure(epoch, rec, model, state["rescaled"])
         if rescale_now:
-            rescale_layer(model, t["rescale_layer"], t["alpha"])
+            apply_rescaling(model, t)
             state["rescaled"] = True
-            measure(epoch, _after(session.splits(point.attack_size), model, rec), model, True)
+            measure(epoch, _after(session.splits(point.attack_size, point.seed), model, rec), model, True)
         return False
 
     try:
-        _, result = session.train(point.optimizer, point.attack_size, point.seed, overtrain=t["overtrain"],
+        _, result = session.train(point.optimizer, point.attack_size, point.seed, overtrain=t.overtrain,
                                   callback=callback)
     finally:
         if writer is not None:
             writer.close()
     return {"key": point.name, "zero_error_epoch": result.zero_error_epoch, "last_epoch": result.epochs,
             "rescale_epoch": state["rescale_at"],
-            "rescale_missed": (t["rescale_epoch"], t["rescale_after"]) != (None, None) and not state["rescaled"]}
+            "rescale_missed": t.rescales and not state["rescaled"]}
 
 
 def _after(splits, model, rec: dict) -> dict:
@@ -127,33 +126,19 @@ def _after(splits, model, rec: dict) -> dict:
     return {**rec, **evaluate(predict_logits(model, eval_inputs(splits)), splits)}
 
 
-# ---------------------------------------------------------------- TensorBoard
-def _writer(directory, point: Point):
-    import tensorflow as tf
+# ---------------------------------------------------------------- α-rescaling
+def apply_rescaling(model, temporal) -> dict:
+    """α-rescale ``model`` in place as ``[temporal]`` says: hidden layer ``rescale_layer``,
+    (W_i, b_i, W_{i+1}) → (cW_i, cb_i, W_{i+1}/c) with c = :attr:`~tfflat.experiments.config.Temporal.rescale_factor`
+    (α for ``"eq9"``, 1/α for ``"inverse"``, App. F eq. 9)."""
+    from tfflat.rescale import rescale_layer
 
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{point.optimizer}_A{point.attack_size}_seed{point.seed}")
-    return tf.summary.create_file_writer(str(Path(directory) / name))
-
-
-SCALARS = ("train_accuracy", "test_accuracy", "train_loss", "log10_prior", "log10_sharpness",
-           "spectral_norm", "log10_topk_product")
+    return rescale_layer(model, temporal.rescale_layer, temporal.rescale_factor)
 
 
-def _scalars(writer, rec: dict, common: bool = True) -> None:
-    """Write a record's numbers as TensorBoard scalars at step = epoch (TensorFlow core only: the
-    ``scalars`` plugin metadata is set by hand, so the tensorboard package is not needed to write)."""
-    import tensorflow as tf
-    from tensorflow.core.framework import summary_pb2
-
-    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
-                                       data_class=summary_pb2.DATA_CLASS_SCALAR)
-    suffix = "" if rec.get("zeta") is None else f"/zeta={rec['zeta']:g}"
-    with writer.as_default():
-        for name in SCALARS:
-            v = rec.get(name)
-            if v is None or (not common and name != "log10_sharpness"):
-                continue
-            tag = name + (suffix if name == "log10_sharpness" else "")
-            tf.summary.write(tag, tf.constant(float(v), tf.float32), step=int(rec["epoch"]),
-                             metadata=meta.SerializeToString())
-    writer.flush()
+def rescale_fields(temporal) -> dict:
+    """The rescaling's record fields: the paper's α, its direction and layer, and the factor c on W_i."""
+    if not temporal.rescales:
+        return {"alpha": None}
+    return {"alpha": temporal.alpha, "rescale_direction": temporal.rescale_direction,
+            "rescale_layer": temporal.rescale_layer, "rescale_factor": temporal.rescale_factor}

@@ -18,7 +18,7 @@ between them, one linear logit) it can save arithmetic that the generic path can
   [W₁⁽¹⁾ … W₁⁽ᴷ⁾] and every first-layer product, X_S W₁ and X_Bᵀ G alike, is a single GEMM with
   K× the columns; the deeper (small) layers are batched products.
 
-The numbers equal the generic path's to float32 rounding (``tests/flatness/test_batched.py``): the
+The numbers equal the generic path's to float32 rounding (``tests/flatness/test_sharpness_batched.py``): the
 minibatch order, the steps and the tracked maximum are the same, only the order of float32
 additions inside the products differs.
 """
@@ -41,6 +41,12 @@ def fcn_weights(model) -> list | None:
     from tfflat.training.batched import dense_weights
 
     return dense_weights(model)
+
+
+def plain_fcn(template) -> bool:
+    """Whether an :class:`~tfflat.flatness.objective.Template` is a plain ReLU FCN with one logit under
+    sigmoid CE: the case this module writes out."""
+    return template.head.outputs == 1 and template.head.binary and fcn_weights(template.model) is not None
 
 
 def sharpness_fcns(weights: list, x, y, zeta: float = 1e-4, lr: float = 1e-3, epochs: int = 100,

@@ -1,6 +1,7 @@
 """Hessian measures of flatness (paper §2.2, App. E, Fig. S9): spectrum of H = ∇²L(w) without forming H.
 
-L is the mean sigmoid CE on S of :mod:`tfflat.flatness.objective` (network in inference mode:
+L is the mean cross-entropy on S of the model's head (:mod:`tfflat.flatness.objective`: one logit,
+a final sigmoid's pre-activation, z₁ − z₀, or K-class softmax CE; network in inference mode:
 BatchNorm on its moving statistics; w = the trainable weights). Everything is built on one
 compiled Hessian-vector product (forward-over-reverse: the JVP of the gradient), summed over S in
 chunks. From it:
@@ -38,9 +39,14 @@ class HVP:
     ``callback(matvecs)``, if set, is called after each.
     """
 
-    def __init__(self, model, x, y, eval_batch: int | None = None):
-        self.problem = objective.problem(model, x, y, eval_batch)
-        self._fn = objective.compiled(self.problem, "hvp", _hvp)
+    def __init__(self, model, x, y=None, eval_batch: int | None = None, head=None, strategy=None):
+        self.problem = objective.problem(model, x, y, eval_batch, head=head, strategy=strategy)
+        if self.problem.strategy is not None:            # summed over S on several devices
+            from tfflat.flatness import replicas
+
+            self._fn = replicas.hvp(self.problem)
+        else:
+            self._fn = objective.compiled(self.problem, "hvp", _hvp)
         self.size = self.problem.size
         self.matvecs = 0
         self.callback = None
@@ -70,17 +76,20 @@ class HVP:
         return (h + h.T) / 2
 
 
-def hvp(model, x, y, eval_batch: int | None = None) -> HVP:
-    """The Hessian-vector product of the mean sigmoid CE on (x, y) at ``model``'s current weights.
+def hvp(model, x, y=None, eval_batch: int | None = None, *, head=None, strategy=None) -> HVP:
+    """The Hessian-vector product of the mean cross-entropy on (x, y) at ``model``'s current weights.
 
     Args:
-      model: a built Keras model with one logit (evaluated with ``training=False``).
-      x, y: inputs (n, …) and 0/1 labels (n,).
+      model: a built Keras classifier (evaluated with ``training=False``; see :mod:`tfflat.models.heads`).
+      x, y: inputs (n, …) and labels (n,), arrays or tensors, or a ``tf.data.Dataset`` of (x, y) as ``x``.
       eval_batch: examples per forward chunk (default: all for dense networks, 256 otherwise).
+      head: the model's head (read from the model by default).
+      strategy: a ``tf.distribute`` strategy or :mod:`tfflat.devices` spec (several replicas: the sum
+        over S is split over the devices, :mod:`tfflat.flatness.replicas`).
     Returns:
       :class:`HVP`: ``hvp(model, x, y)(v)`` is H v, float64 of shape (p,).
     """
-    return HVP(model, x, y, eval_batch)
+    return HVP(model, x, y, eval_batch, head, strategy)
 
 
 def _hvp(template, jit):
@@ -118,6 +127,7 @@ def top_eigenvalues(h: HVP, k: int = defaults.HESSIAN_TOP_K, seed: int = 0, tol:
     from scipy.sparse.linalg import eigsh
 
     k = _check_k(k, h.size)
+    check_memory(h.size, k)
     if h.size <= 2 * k + 1:
         return np.linalg.eigvalsh(h.dense())[::-1][:k].copy()
     v0 = np.random.default_rng(seed).standard_normal(h.size)
@@ -184,29 +194,35 @@ class HessianResult:
         return {**asdict(self), "eigenvalues": [float(e) for e in self.eigenvalues]}
 
 
-def hessian_measures(model, x, y, top_k: int = defaults.HESSIAN_TOP_K, seed: int = 0, *,
+def hessian_measures(model, x, y=None, top_k: int = defaults.HESSIAN_TOP_K, seed: int = 0, *,
                      probes: int = defaults.HESSIAN_PROBES, tol: float = EIGSH_TOL,
-                     eval_batch: int | None = None, callback=None) -> HessianResult:
+                     eval_batch: int | None = None, head=None, callback=None, strategy=None) -> HessianResult:
     """Top-k eigenvalues, spectral norm, log10 top-k product and Hutchinson trace of ∇²L (App. E).
 
     Args:
-      model: a built Keras model with one logit (evaluated with ``training=False``).
-      x, y: the data S: inputs (n, …) and 0/1 labels (n,).
+      model: a built Keras classifier (evaluated with ``training=False``; see :mod:`tfflat.models.heads`).
+      x, y: the data S: inputs (n, …) and labels (n,), arrays or tensors, or a ``tf.data.Dataset`` of
+        (x, y) as ``x``.
       top_k: how many of the largest eigenvalues (the paper: 50); at most the number of parameters.
       seed: ARPACK start vectors and the Rademacher probes.
       probes: Hutchinson probes (0 skips the trace).
       tol: ARPACK's relative accuracy per eigenvalue.
       eval_batch: examples per forward chunk.
+      head: the model's head (read from the model by default).
       callback: ``callback(matvecs)`` after every Hessian-vector product (progress).
+      strategy: the devices of the Hessian-vector products (see :func:`hvp`).
     Returns:
       :class:`HessianResult`.
     """
     t0 = time.perf_counter()
-    h = hvp(model, x, y, eval_batch)
+    h = hvp(model, x, y, eval_batch, head=head, strategy=strategy)
     h.callback = callback
     top_k = _check_k(top_k, h.size)
-    if probes < 0:
-        raise UserError(f"--probes must be ≥ 0, got {probes}")
+    from tfflat import validate
+
+    probes = validate.integer("probes", probes, least=0)
+    seed = validate.seed("seed", seed)
+    check_memory(h.size, top_k)
     values = top_eigenvalues(h, top_k, seed, tol)
     norm = spectral_norm(h, seed, tol, top=values[0])
     positive = values[values > 0]
@@ -218,6 +234,7 @@ def hessian_measures(model, x, y, top_k: int = defaults.HESSIAN_TOP_K, seed: int
         positive=int(len(positive)), trace=trace, trace_stderr=stderr, loss=loss, matvecs=h.matvecs,
         seconds=time.perf_counter() - t0,
         settings={"top_k": top_k, "probes": int(probes), "seed": int(seed), "tol": float(tol),
+                  "head": h.problem.head.name,
                   "examples": h.problem.n, "parameters": h.size})
 
 
@@ -228,9 +245,30 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def eigen_bytes(size: int, k: int) -> int:
+    """Memory of :func:`top_eigenvalues` for p = ``size`` parameters: the dense Hessian (p ≤ 2k + 1; the
+    identity, the p HVP columns and their symmetrisation: 3 p² float64) or ARPACK's Lanczos basis
+    (ncv = max(2k + 1, 20) float64 vectors of p, and ncv² of workspace)."""
+    if size <= 2 * k + 1:
+        return 3 * 8 * size * size
+    ncv = min(size, max(2 * k + 1, 20))
+    return 8 * (ncv * size + 2 * ncv * ncv + 4 * size)
+
+
+def check_memory(size: int, k: int) -> None:
+    """Refuse (one :class:`UserError` line, with the numbers) a top-k request that cannot fit in memory."""
+    from tfflat import memory
+
+    how = (f"the dense Hessian ({size:,} × {size:,}: `top_k` {k} ≥ half of the {size:,} parameters)"
+           if size <= 2 * k + 1 else f"Lanczos for the top {k} of {size:,} parameters")
+    memory.require(eigen_bytes(size, k), how, "lower `top_k`")
+
+
 def _check_k(k, size: int) -> int:
-    k = int(k)
+    from tfflat import validate
+
+    k = validate.integer("top_k", k)
     if k < 1 or k > size:
-        raise UserError(f"--top-k must be between 1 and the number of parameters ({size}), got {k}")
+        raise UserError(f"`top_k` must be between 1 and the number of parameters ({size}), got {k}")
     return k
 

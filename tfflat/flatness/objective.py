@@ -1,7 +1,9 @@
 """The loss of SPEC §4 as a pure function of the weights, shared by sharpness and the Hessian.
 
-L(w) = (1/|S|) Σ_{(x,y)∈S} CE(f_w(x), y), the mean sigmoid cross-entropy of
-:func:`tfflat.training.sigmoid_ce`. The network is evaluated in **inference mode**
+L(w) = (1/|S|) Σ_{(x,y)∈S} CE(f_w(x), y), the mean cross-entropy of the model's head
+(:mod:`tfflat.models.heads`: sigmoid CE of one logit — for a final sigmoid its pre-activation, for
+two outputs z₁ − z₀ — or the softmax CE of K logits), the loss passed as a parameter. The network
+(with any final sigmoid/softmax bypassed) is evaluated in **inference mode**
 (``training=False``: BatchNorm uses its moving statistics, dropout is off) and through Keras'
 ``stateless_call`` with the weights passed as tensors. So a flatness measure perturbs w without
 ever assigning the model's variables: the model is left exactly as it was.
@@ -36,17 +38,21 @@ class Problem:
     """The loss on one data set at one point w₀, ready for the compiled functions.
 
     Attributes:
-      template: a model with the architecture of the measured one (the one whose graph is traced).
+      template: a :class:`Template`: a model with the architecture of the measured one (the one whose
+        graph is traced) and the head whose loss is measured.
       functions: the compiled functions of that architecture, by name (see :func:`compiled`).
       w0: the trainable weights at which everything is measured (tensors, a snapshot).
       state: the non-trainable variables (BatchNorm statistics), held fixed.
-      x, y: the data (n, …) float32 and (n,) float32 labels 0/1.
+      x, y: the data (n, …) float32 and (n,) float32 class indices (0/1 for binary heads).
       chunks: (xp, yp, mp): x, y padded to a multiple of ``chunk`` and the 0/1 mask.
       chunk: examples per forward pass.
       jit: XLA-compile (dense networks).
+      head: the model's :class:`~tfflat.models.heads.Head` (the template's is its linear form).
+      net: the network whose trainable variables are w₀ (the model, or the model with its final
+        sigmoid/softmax bypassed: :func:`tfflat.models.heads.logit_model`).
     """
 
-    template: object
+    template: "Template"
     functions: dict
     w0: list
     state: list
@@ -55,6 +61,9 @@ class Problem:
     chunks: tuple
     chunk: int
     jit: bool
+    head: object = None
+    net: object = None
+    strategy: object = None        # a tf.distribute strategy of several replicas (tfflat.flatness.replicas), or None
 
     @property
     def n(self) -> int:
@@ -78,53 +87,93 @@ class Problem:
         return np.concatenate([w.numpy().ravel() for w in self.w0]).astype(np.float64)
 
 
-def check_data(x, y) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` float32 (n, …) and ``y`` float32 (n,) in {0, 1}, or a :class:`UserError`."""
-    x = np.asarray(x, np.float32)
-    y = np.asarray(y).reshape(-1)
+@dataclass(frozen=True)
+class Template:
+    """The model whose graph the compiled functions trace (one per architecture) and the head whose
+    loss they measure."""
+
+    model: object
+    head: object
+
+    @property
+    def kwargs(self) -> dict:
+        """``training=False`` where the model's ``call`` takes it (inner layers default to inference)."""
+        return {"training": False} if takes_training(self.model) else {}
+
+
+def takes_training(model) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(model.call).parameters
+    except (TypeError, ValueError):
+        return True
+    return "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def check_data(x, y, head=None, model=None) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` float32 (n, …) and ``y`` float32 (n,) class indices valid for ``head``, or a :class:`UserError`.
+
+    ``x``, ``y`` may be numpy arrays, tensors or a ``tf.data.Dataset`` of (x, y) (then ``y`` is None)."""
+    from tfflat.data.arrays import as_arrays, check_inputs
+    from tfflat.models.heads import LOGIT
+
+    x, y = as_arrays(x, y, model=model)
+    if y is None:
+        raise UserError("`y` is missing: give the labels, or a tf.data.Dataset of (x, y) pairs as `x`")
     if len(y) == 0 or len(x) != len(y):
         raise UserError(f"need as many labels as inputs and at least one example, got {len(x)} inputs "
                         f"and {len(y)} labels")
-    if not np.all((y == 0) | (y == 1)):
-        raise UserError("labels must be 0 or 1 (one sigmoid logit)")
-    if not np.all(np.isfinite(x)):
-        raise UserError("inputs contain NaN or infinite values")
-    return x, y.astype(np.float32)
+    check_inputs(x, model)
+    return x, (head or LOGIT).check_labels(y)
 
 
-def problem(model, x, y, eval_batch: int | None = None) -> Problem:
+def problem(model, x, y, eval_batch: int | None = None, head=None, strategy=None) -> Problem:
     """Snapshot ``model``'s weights and set up L on (x, y).
 
     Args:
-      model: a built Keras model with one logit.
-      x, y: inputs (n, …) and 0/1 labels (n,).
+      model: a built Keras classifier (see :mod:`tfflat.models.heads`).
+      x, y: inputs (n, …) and labels (n,): numpy arrays, tensors, or a ``tf.data.Dataset`` of (x, y) as
+        ``x`` with ``y=None``.
       eval_batch: examples per forward chunk (default: all of them for dense networks, 256 otherwise).
+      head: ``None`` (read from the model), a name (``logit``, ``sigmoid``, ``logits``, ``softmax``) or a
+        :class:`~tfflat.models.heads.Head`.
+      strategy: a ``tf.distribute`` strategy or device spec (:mod:`tfflat.devices`); with several replicas
+        the measures' sums over S are split over the devices (:mod:`tfflat.flatness.replicas`).
     """
     import tensorflow as tf
 
-    from tfflat.training.loop import is_dense
+    from tfflat.data.arrays import as_arrays, check_inputs
+    from tfflat.models import heads
 
-    x, y = check_data(x, y)
-    if not getattr(model, "built", False) or not model.trainable_variables:
+    heads.refuse_savedmodel(model, "whose weights tfflat cannot perturb")
+    x, y = as_arrays(x, y, model=model)
+    check_inputs(x, model)
+    head, net = heads.resolve(model, head, x)
+    x, y = check_data(x, y, head, model)
+    if not getattr(net, "built", False) or not net.trainable_variables:
         raise UserError("the model has no trainable weights (is it built?)")
-    n, dense = len(y), is_dense(model)
+    n, dense = len(y), heads.is_dense(net)
     chunk = int(eval_batch) if eval_batch else (n if dense else DEFAULT_EVAL_BATCH)
     if chunk < 1:
-        raise UserError(f"eval_batch must be ≥ 1, got {eval_batch}")
+        raise UserError(f"`eval_batch` must be ≥ 1, got {eval_batch}")
     chunk = min(chunk, n)
     pad = -n % chunk
     xp = np.concatenate([x, np.zeros((pad,) + x.shape[1:], np.float32)]) if pad else x
     yp = np.concatenate([y, np.zeros(pad, np.float32)])
     mp = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
     tx = tf.constant(x)
-    tmpl, functions = _template(model)
+    tmpl, functions = _template(net, head.linear())
+    from tfflat import devices
+
+    strategy = devices.strategy(strategy)
     return Problem(
         template=tmpl, functions=functions,
-        w0=[tf.constant(v.numpy()) for v in model.trainable_variables],
-        state=[tf.constant(v.numpy()) for v in model.non_trainable_variables],
+        w0=[tf.constant(v.numpy()) for v in net.trainable_variables],
+        state=[tf.constant(v.numpy()) for v in net.non_trainable_variables],
         x=tx, y=tf.constant(y),
         chunks=(tx if pad == 0 else tf.constant(xp), tf.constant(yp), tf.constant(mp)),
-        chunk=chunk, jit=dense)
+        chunk=chunk, jit=dense, head=head, net=net, strategy=None if devices.is_default(strategy) else strategy)
 
 
 def _arch_key(model):
@@ -137,11 +186,12 @@ def _arch_key(model):
     return id(model), shapes
 
 
-def _template(model):
-    """(model with ``model``'s architecture, its compiled functions); ``model`` itself the first time."""
-    key = _arch_key(model)
+def _template(model, head):
+    """(:class:`Template` of ``model``'s architecture and ``head``, its compiled functions); ``model``
+    itself the first time."""
+    key = (_arch_key(model), head.key)
     if key not in _CACHE:
-        _CACHE[key] = (model, {})
+        _CACHE[key] = (Template(model, head), {})
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     _CACHE.move_to_end(key)
@@ -166,20 +216,16 @@ def mean_loss(prob: Problem) -> float:
 # ---- graph helpers: called inside tf.functions, with the template model closed over ----------------
 
 def logits(template, ws, state, xb):
-    """Inference-mode logits (n,) of the template architecture at weights ``ws``."""
-    import tensorflow as tf
-
-    out, _ = template.stateless_call(list(ws), list(state), xb, training=False)
-    return tf.reshape(out, [-1])
+    """Inference-mode pre-activation outputs (n, K) of the template architecture at weights ``ws``."""
+    out, _ = template.model.stateless_call(list(ws), list(state), xb, **template.kwargs)
+    return out
 
 
 def loss_sum(template, ws, state, xb, yb, mb):
-    """Σ mask · CE over a chunk (divide by |S| for L)."""
+    """Σ mask · CE (the template's head) over a chunk (divide by |S| for L)."""
     import tensorflow as tf
 
-    from tfflat.training.loop import sigmoid_ce
-
-    return tf.reduce_sum(sigmoid_ce(logits(template, ws, state, xb), yb) * mb)
+    return tf.reduce_sum(template.head.loss(logits(template, ws, state, xb), yb) * mb)
 
 
 def chunk_sum(part, xp, yp, mp, chunk: int):

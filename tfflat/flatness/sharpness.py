@@ -1,6 +1,7 @@
 """Keskar sharpness (Keskar et al. 2016, Def. 2.1; paper §2.2, App. E eq. 8, Table 1).
 
-For the mean sigmoid-CE loss L on S (see :mod:`tfflat.flatness.objective`) and the box
+For the mean cross-entropy L on S of the model's head (one logit, a final sigmoid's pre-activation,
+z₁ − z₀ of two outputs, or K-class softmax CE; see :mod:`tfflat.flatness.objective`) and the box
 
     C_ζ = {Δw : |Δw_i| ≤ ζ (|w_i| + 1) for every parameter i}                      (eq. 8)
 
@@ -26,13 +27,15 @@ loss at the first-order corner Δ_i = ζ(|w_i|+1)·sign(∂L/∂w_i), another po
 that ends below it has not converged (raise ``lr`` or ``epochs``).
 
 The network runs in inference mode (BatchNorm on its moving statistics); w is the trainable
-weights; the model itself is never modified.
+weights; the model itself is never modified. A result that did not converge is returned with a
+:class:`NotConvergedWarning`.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -44,6 +47,12 @@ from tfflat.flatness import objective
 
 METHODS = ("sgd", "lbfgsb")
 TRACKS = ("step", "epoch")
+TABLE1_KEYS = ("zeta", "batch_size", "lr", "epochs")
+
+
+class NotConvergedWarning(UserWarning):
+    """The maximiser ended below the loss at the box's first-order corner (raise ``lr``/``epochs`` or
+    ``maxiter``)."""
 
 
 @dataclass
@@ -97,8 +106,35 @@ def table1(task: str, model: str) -> dict:
     if key not in defaults.SHARPNESS:
         known = ", ".join(f"{t}/{m}" for t, m in defaults.SHARPNESS)
         raise UserError(f"Table 1 has no sharpness settings for {task}/{key[1]} (it has {known}); "
-                        "give --zeta, --lr, --epochs and --batch-size")
+                        "give `zeta`, `lr`, `epochs` and `batch_size`")
     return dict(defaults.SHARPNESS[key])
+
+
+def settings_for(method: str = "sgd", task: str | None = None, model: str = "fcn", *, zeta=None, lr=None,
+                 epochs=None, batch_size=None, track: str = "step", seed: int = 0,
+                 maxiter: int = defaults.LBFGSB_MAXITER) -> dict:
+    """The keyword arguments of :func:`sharpness`: those given, the rest from Table 1 for ``task`` and
+    the model family (``task=None``: :func:`sharpness`'s defaults, Table 1's MNIST row); checked.
+
+    lbfgsb needs only ζ; sgd needs ζ, lr, epochs and the batch size.
+    """
+    given = {"zeta": zeta, "lr": lr, "epochs": epochs, "batch_size": batch_size}
+    needed = ("zeta",) if method == "lbfgsb" else TABLE1_KEYS
+    if all(given[k] is not None for k in needed):
+        base = {}
+    elif task is None:
+        base = dict(defaults.SHARPNESS[("mnist", "fcn")])
+    else:
+        base = table1(task, model)
+    base.update({k: v for k, v in given.items() if v is not None})
+    out = {k: base[k] for k in needed}
+    if method == "sgd":
+        check_settings(out["zeta"], method, out["lr"], out["epochs"], out["batch_size"], track=track)
+        out.update(track=track, seed=int(seed))
+    else:
+        check_settings(out["zeta"], method, maxiter=maxiter)
+        out.update(maxiter=int(maxiter))
+    return out
 
 
 def check_settings(zeta: float, method: str = "sgd", lr: float = 1e-3, epochs: int = 100,
@@ -107,18 +143,18 @@ def check_settings(zeta: float, method: str = "sgd", lr: float = 1e-3, epochs: i
     if method not in METHODS:
         raise UserError(f"unknown sharpness method {method!r}; choose one of {', '.join(METHODS)}")
     if track not in TRACKS:
-        raise UserError(f"track must be one of {', '.join(TRACKS)}, got {track!r}")
+        raise UserError(f"`track` must be one of {', '.join(TRACKS)}, got {track!r}")
     if not (_finite(zeta) and zeta > 0):
-        raise UserError(f"the box size ζ (--zeta) must be a positive number, got {zeta}")
+        raise UserError(f"the box size ζ (`zeta`) must be a positive number, got {zeta}")
     if method == "sgd":
         if not (_finite(lr) and lr > 0):
-            raise UserError(f"the ascent learning rate (--lr) must be positive, got {lr}")
+            raise UserError(f"the ascent learning rate (`lr`) must be positive, got {lr}")
         if int(epochs) < 1:
-            raise UserError(f"--epochs must be ≥ 1, got {epochs}")
+            raise UserError(f"`epochs` must be ≥ 1, got {epochs}")
         if int(batch_size) < 1:
-            raise UserError(f"--batch-size must be ≥ 1, got {batch_size}")
+            raise UserError(f"`batch_size` must be ≥ 1, got {batch_size}")
     elif int(maxiter) < 1:
-        raise UserError(f"--maxiter must be ≥ 1, got {maxiter}")
+        raise UserError(f"`maxiter` must be ≥ 1, got {maxiter}")
 
 
 def _finite(v) -> bool:
@@ -128,15 +164,17 @@ def _finite(v) -> bool:
         return False
 
 
-def sharpness(model, x, y, zeta: float = 1e-4, method: str = "sgd", lr: float = 1e-3, epochs: int = 100,
-              batch_size: int = 32, seed: int = 0, *, maxiter: int = defaults.LBFGSB_MAXITER,
+def sharpness(model, x, y=None, zeta: float = 1e-4, method: str = "sgd", lr: float = 1e-3, epochs: int = 100,
+              batch_size: int = 32, seed: int = 0, *, head=None, maxiter: int = defaults.LBFGSB_MAXITER,
               track: str = "step", eval_batch: int | None = None,
-              callback: Callable[[int, float], None] | None = None) -> SharpnessResult:
+              callback: Callable[[int, float], None] | None = None, strategy=None) -> SharpnessResult:
     """Keskar sharpness (Def. 2.1) of ``model`` on (x, y); the model is left unchanged.
 
     Args:
-      model: a built Keras model with one logit (evaluated with ``training=False``).
-      x, y: the data S: inputs (n, …) and 0/1 labels (n,).
+      model: a built Keras classifier (evaluated with ``training=False``): one logit, a final sigmoid,
+        two outputs or K-class logits/softmax (see :mod:`tfflat.models.heads`).
+      x, y: the data S: inputs (n, …) and labels (n,) (0/1, or 0…K−1; one-hot accepted) as arrays or
+        tensors, or a ``tf.data.Dataset`` of (x, y) pairs as ``x`` with ``y=None``.
       zeta: box size ζ > 0 (Table 1: 1e-4 Boolean and MNIST, 1e-5 CIFAR).
       method: ``"sgd"`` (projected minibatch gradient ascent, the paper's) or ``"lbfgsb"``.
       lr, epochs, batch_size: the ascent's step size, passes over S and minibatch size (sgd).
@@ -145,34 +183,54 @@ def sharpness(model, x, y, zeta: float = 1e-4, method: str = "sgd", lr: float = 
         few iterations; default 10, a choice).
       track: evaluate the full-S loss after every ``"step"`` (default) or every ``"epoch"`` (sgd).
       eval_batch: examples per forward chunk (default: all for dense networks, 256 otherwise).
+      head: the model's head, read from the model by default (see :mod:`tfflat.models.heads`).
       callback: ``callback(epoch_or_iteration, max_loss)`` after each epoch (sgd) or iteration (lbfgsb).
+      strategy: a ``tf.distribute`` strategy or :mod:`tfflat.devices` spec: with several replicas the
+        losses and gradients are summed over S on all devices (:mod:`tfflat.flatness.replicas`).
     Returns:
-      :class:`SharpnessResult`.
+      :class:`SharpnessResult`; a :class:`NotConvergedWarning` when the maximiser ended below the
+      first-order corner.
     """
     check_settings(zeta, method, lr, epochs, batch_size, maxiter, track)
     t0 = time.perf_counter()
-    prob = objective.problem(model, x, y, eval_batch)
-    value_grad = objective.compiled(prob, "value_grad", _value_grad)
+    from tfflat.flatness import replicas
+
+    prob = objective.problem(model, x, y, eval_batch, head=head, strategy=strategy)
+    value_grad = replicas.value_grad(prob) if prob.strategy is not None else \
+        objective.compiled(prob, "value_grad", _value_grad)
     zero = np.zeros(prob.size, np.float32)
     loss, grad = (t.numpy() for t in value_grad(prob.w0, prob.state, prob.data, zero, chunk=prob.chunk))
     radius = zeta * (np.abs(prob.weights_numpy()) + 1.0)
     corner = (radius * np.sign(grad)).astype(np.float32)
     corner_loss = float(value_grad(prob.w0, prob.state, prob.data, corner, chunk=prob.chunk)[0])
-    settings = {"zeta": float(zeta), "method": method, "examples": prob.n, "parameters": prob.size}
+    settings = {"zeta": float(zeta), "method": method, "examples": prob.n, "parameters": prob.size,
+                "head": prob.head.name}
     if method == "sgd":
         bs = min(int(batch_size), prob.n)
         settings.update(lr=float(lr), epochs=int(epochs), batch_size=bs, seed=int(seed), track=track,
                         steps=int(epochs) * math.ceil(prob.n / bs))
-        max_loss, trace = _sgd(prob, float(loss), zeta, lr, int(epochs), bs, seed, track, callback)
+        ascent = replicas.sgd if prob.strategy is not None else _sgd
+        max_loss, trace = ascent(prob, float(loss), zeta, lr, int(epochs), bs, seed, track, callback)
     else:
         settings.update(maxiter=int(maxiter))
         max_loss, trace, info = _lbfgsb(prob, value_grad, float(loss), radius, int(maxiter), callback)
         settings.update(info)
     loss, max_loss = float(loss), float(max(max_loss, loss))
     sharp = relative_rise(loss, max_loss)
-    return SharpnessResult(sharpness=sharp, log10_sharpness=math.log10(sharp) if sharp > 0 else -math.inf,
-                           loss=loss, max_loss=max_loss, corner_loss=corner_loss, trace=np.asarray(trace),
-                           seconds=time.perf_counter() - t0, method=method, settings=settings)
+    result = SharpnessResult(sharpness=sharp, log10_sharpness=math.log10(sharp) if sharp > 0 else -math.inf,
+                             loss=loss, max_loss=max_loss, corner_loss=corner_loss, trace=np.asarray(trace),
+                             seconds=time.perf_counter() - t0, method=method, settings=settings)
+    if not result.converged:
+        warn_not_converged(method, result.max_loss, result.corner_loss)
+    return result
+
+
+def warn_not_converged(method: str, max_loss: float, corner_loss: float, stacklevel: int = 3) -> None:
+    """The :class:`NotConvergedWarning` of a maximiser that ended below the box's first-order corner."""
+    fix = "`lr` or `epochs`" if method == "sgd" else "`maxiter`"
+    warnings.warn(f"the sharpness maximiser ended below the loss at the box's first-order corner "
+                  f"({max_loss:.6g} < {corner_loss:.6g}): the sharpness is underestimated; raise {fix}",
+                  NotConvergedWarning, stacklevel=stacklevel)
 
 
 # ---- sgd: projected ascent, one compiled call per epoch -----------------------------------------
@@ -186,7 +244,7 @@ def _sgd(prob, loss, zeta, lr, epochs, batch_size, seed, track, callback):
 
     from tfflat.flatness import batched
 
-    if prob.jit and batched.fcn_weights(prob.template) is not None:
+    if prob.jit and batched.plain_fcn(prob.template):
         return batched.ascent([w.numpy() for w in prob.w0], prob.x.numpy(), prob.y.numpy(), loss, zeta, lr, epochs,
                               batch_size, seed, track, callback)
     epoch = objective.compiled(prob, "ascent_epoch", _ascent_epoch)
@@ -255,7 +313,7 @@ def _value_grad(template, jit):
 
     from tfflat.flatness import batched
 
-    if jit and batched.fcn_weights(template) is not None:
+    if jit and batched.plain_fcn(template):
         return batched.value_grad
 
     def value_grad(w0, state, data, delta, *, chunk):

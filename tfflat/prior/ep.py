@@ -9,35 +9,46 @@ P(f) = ∫ Π_i p(f_i | z_i) N(z; 0, K) dz with the likelihood p(f_i | z) = Φ(y
 
 EP (Rasmussen & Williams 2006, §3.6) returns log Z_EP ≈ ln P(f). Two schedules:
 
-- ``sequential`` (R&W Alg. 3.5, the default): sites updated one at a time. The rank-one updates of
-  Σ are delayed and applied once per block of ``block`` sites (Woodbury): within a block only
-  Σ[J, J] is needed, and Σ ← Σ − Σ[:, J] C Σ[J, :] is one symmetric rank-``block`` update. So a
-  sweep costs n³ flops of BLAS-3 instead of n memory-bound rank-one updates, and sequential EP needs
-  fewer sweeps than parallel EP (MNIST, n = 1500, Heaviside: 4 against 11; probit: 3 against 4).
-  log|B| is tracked by the matrix determinant lemma.
+- ``sequential`` (R&W Alg. 3.5, the default): sites updated one at a time, each rank-one update
+  Σ ← Σ − κ_k x_k x_kᵀ (x_k = Σ[:, k], κ_k = Δτ/(1 + Δτ Σ_kk)) delayed. Within a block J the sites
+  need only Σ[J, J], so the updates are applied to the n×n Σ once per block, as one symmetric rank-|J|
+  ``dsyrk``: x_k = W a_k with W = Σ[:, J] at the block's start, and A = [a_k] = U⁻¹ for the unit upper
+  triangular U with U[j, k] = κ_j x_j[k] (j < k) — because a_k = e_k − Σ_{j<k} a_j κ_j x_j[k]. The
+  same identity splits a block recursively in halves (the first half's update of the second half's
+  Σ[J₂, J₂] is one small product), down to leaves of :data:`LEAF` sites updated one by one. So a sweep
+  costs n³ flops of BLAS-3 plus O(n) small numpy operations, and sequential EP needs fewer sweeps than
+  parallel EP (MNIST, n = 1500, Heaviside: 4 against 11; probit: 3 against 4). log|B| is tracked by
+  the matrix determinant lemma.
 - ``parallel``: all sites from the same posterior, damped, with the posterior recomputed from
   scratch (Cholesky of B = I + S̃½ K S̃½) every sweep.
 
-Both stop when |Δ ln Z| ≤ tol · max(1, |ln Z|) between sweeps (or after ``max_sweeps``). The returned
-ln Z is computed from the final sites with log|B| and μ from a fresh Cholesky factorisation (sequential:
-diag Σ from the tracked Σ, recomputed as well if the tracked μ shows drift).
+Both stop when |Δ ln Z| ≤ tol · max(1, |ln Z|) between sweeps (or after ``max_sweeps``; that is an
+error unless ``allow_unconverged``). The returned ln Z is computed from the final sites with log|B|
+and μ from a fresh Cholesky factorisation (sequential: diag Σ from the tracked Σ, recomputed as well
+if the tracked μ shows drift).
 
 Numerics:
 - K is divided by its mean diagonal c and v by c: ln Z is unchanged, and huge or tiny kernel scales
   become harmless (Heaviside: exactly scale-free).
 - The site update is written so that v = 0 (Heaviside) needs no limit: 1 − β = v/(v+σ²) + ρ·Var,
   where Var, the variance factor of a truncated standard normal, and E[x | x > u] − u use their
-  asymptotic series for u ≥ 40 (no cancellation); Φ/φ uses erfcx; log Φ is TFP's ``log_ndtr``.
+  asymptotic series for u ≥ 40 (no cancellation); φ/Φ is √(2/π)/erfcx(−z/√2) and log Φ is
+  ``log_ndtr`` (SciPy's, checked against ``tfp.math`` in the tests).
 - Site precisions stay ≥ 0; an update whose cavity is not a proper Gaussian is skipped; B is
   always Cholesky-factorised (eigenvalues ≥ 1, fine for singular K) with a jitter fallback.
 - Heaviside: inputs whose latent values are ±identical to an earlier input's (duplicates) are dropped
   — P(f) is unchanged and EP is spared double counting — or, if their labels are incompatible,
   P(f) = 0 is reported as a :class:`UserError`.
-- Hot loops: the per-site loop of a block is one XLA-compiled TensorFlow ``while_loop`` (float64);
-  the O(n³) work (rank-``block`` updates, Cholesky, triangular solves) goes to LAPACK/BLAS through
-  SciPy: on this CPU (one thread, n = 1500) its Cholesky is 2.5×, its triangular solve 1.5× and its
-  ``dsyrk`` rank-128 update (half the flops of a ``matmul``) 2–3× faster than ``tf.linalg`` — see
-  benchmarks/bench_ep.py, which prints this comparison first.
+- Heaviside, singular kernels: one Cholesky factorisation of K/c (with a condition estimate) tells a
+  nonsingular kernel from a numerically rank-deficient one. For the latter, with pivoted Cholesky
+  K ≈ L Lᵀ (rank r < n), z = L w with w ~ N(0, I_r): a linear programme decides whether any w has
+  the signs f. If none does, P(f) = 0 exactly and ``ln_z`` is −∞ (said in ``message``); if some does,
+  constraints implied by the others are dropped (small problems; P(f) is unchanged) and EP runs.
+  EP that breaks down, or a positive ln Z, is never returned: it is a :class:`UserError`.
+- The O(n³) work (rank-|J| updates, Cholesky, triangular solves) goes to a backend
+  (:mod:`tfflat.prior.linalg`): SciPy's LAPACK/BLAS by default, TensorFlow (a GPU, float64) when asked
+  or, with ``backend="auto"``, when a GPU is visible and n is large. This module imports only NumPy
+  and SciPy.
 """
 
 from __future__ import annotations
@@ -48,16 +59,26 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from scipy.special import erfcx, log_ndtr
 
 from tfflat.errors import UserError
+from tfflat.prior import linalg
+from tfflat.prior.linalg import Posterior
 
 LIKELIHOODS = {"heaviside": 0.0, "probit": 1.0}   # noise variance v of Φ(y z / √v)
 METHODS = ("sequential", "parallel")
 TOL = 1e-6
 MAX_SWEEPS = 100
-BLOCK = 128
+BLOCK = 256              # sites per rank-|J| update of Σ (sequential; half as many below n = 3000)
+LEAF = 16                # sites updated one by one inside a block
 SERIES_U = 40.0          # use the asymptotic series of the truncated normal beyond this
-JITTERS = (0.0, 1e-10, 1e-8, 1e-6, 1e-4)
+JITTERS = linalg.JITTERS
+SINGULAR_RTOL = 1e-10    # K/c (mean diagonal 1) is singular when its pivots / eigenvalues fall below this
+LP_MAX_ENTRIES = 250_000          # decide P(f) = 0 by linear programming up to n·r this large
+REDUNDANT_MAX_ENTRIES = 20_000    # … and drop implied constraints (one LP each) up to this n·r
+LP_TOL = 1e-9
+SQRT_2_PI = math.sqrt(2.0 / math.pi)
+INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 
 @dataclass
@@ -65,15 +86,19 @@ class EPResult:
     """The EP estimate of ln P(f).
 
     Attributes:
-      ln_z: log Z_EP ≈ ln P(f) (nats).
+      ln_z: log Z_EP ≈ ln P(f) (nats); −∞ when P(f) = 0 exactly (Heaviside, singular kernel).
       log10_p: ln_z / ln 10, as plotted in the paper.
       sweeps: sweeps over all sites that were run.
       converged: whether |Δ ln Z| ≤ tol · max(1, |ln Z|) was reached within ``max_sweeps``.
       history: ln Z after each sweep (from the tracked posterior).
       jitter: diagonal jitter (relative to the mean prior variance) the final Cholesky needed.
       duplicates: inputs dropped as exact duplicates (Heaviside only; P(f) is unchanged by them).
-      message: why EP did not converge, or other notes ("" when all is well).
-      site_tau, site_nu: the final site parameters (for the kernel scaled to mean diagonal 1).
+      redundant: inputs dropped because the kernel is singular and their sign is implied by the others'.
+      rank: numerical rank of the (deduplicated) kernel when it is singular (Heaviside), else None.
+      message: why EP did not converge, that P(f) = 0, or other notes ("" when all is well).
+      backend: the linear-algebra backend that ran (``numpy`` or ``tensorflow``).
+      site_tau, site_nu: the final site parameters, one per input (dropped inputs: 0), for the kernel
+        scaled to mean diagonal 1 (of the inputs EP kept); ``scale`` is that divisor c.
     """
 
     ln_z: float
@@ -86,10 +111,14 @@ class EPResult:
     seconds: float = 0.0
     jitter: float = 0.0
     duplicates: int = 0
+    redundant: int = 0
+    rank: int | None = None
     message: str = ""
+    backend: str = "numpy"
     history: list = field(default_factory=list)
     site_tau: np.ndarray | None = field(default=None, repr=False)
     site_nu: np.ndarray | None = field(default=None, repr=False)
+    scale: float = 1.0
 
     @property
     def log10_p(self) -> float:
@@ -100,7 +129,7 @@ class EPResult:
         return {"ln_z": self.ln_z, "log10_p": self.log10_p, "sweeps": self.sweeps, "converged": self.converged,
                 "likelihood": self.likelihood, "method": self.method, "n": self.n, "tol": self.tol,
                 "seconds": self.seconds, "jitter": self.jitter, "duplicates": self.duplicates,
-                "message": self.message}
+                "redundant": self.redundant, "rank": self.rank, "message": self.message, "backend": self.backend}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,7 +144,8 @@ def as_kernel(kernel) -> np.ndarray:
     if not np.issubdtype(k.dtype, np.number) or np.iscomplexobj(k):
         raise UserError(f"the kernel must hold real numbers, got dtype {k.dtype}")
     k = np.ascontiguousarray(k, dtype=np.float64)
-    if not np.all(np.isfinite(k)):
+    scale, asym = _scan(k)
+    if not math.isfinite(scale):
         raise UserError("the kernel contains NaN or infinite values")
     d = np.diagonal(k)
     if np.any(d < 0):
@@ -123,18 +153,22 @@ def as_kernel(kernel) -> np.ndarray:
         raise UserError(f"the kernel is not positive semi-definite: K[{i},{i}] = {d[i]:.3g} < 0")
     if not np.any(d > 0):
         raise UserError("the kernel's diagonal is zero: every prior variance is 0")
-    scale = float(np.max(np.abs(k)))
-    asym = _max_asymmetry(k)
     if asym > 1e-8 * scale:
         raise UserError(f"the kernel is not symmetric: max |K − Kᵀ| = {asym:.3g} (max |K| = {scale:.3g})")
     return k
 
 
-def _max_asymmetry(k: np.ndarray, block: int = 1024) -> float:
-    n, worst = len(k), 0.0
+def _scan(k: np.ndarray, block: int = 256) -> tuple[float, float]:
+    """(max |K| — NaN or ∞ if K has a non-finite entry —, max |K − Kᵀ|), one pass over row blocks."""
+    n, scale, worst = len(k), 0.0, 0.0
     for i in range(0, n, block):
-        worst = max(worst, float(np.max(np.abs(k[i:i + block, i:] - k[i:, i:i + block].T))))
-    return worst
+        rows = k[i:i + block]
+        hi, lo = float(rows.max()), float(rows.min())
+        if not (math.isfinite(hi) and math.isfinite(lo)):
+            return float("nan"), 0.0
+        scale = max(scale, hi, -lo)
+        worst = max(worst, float(np.max(np.abs(rows[:, i:] - k[i:, i:i + block].T))))
+    return scale, worst
 
 
 def as_labels(labels, n: int | None = None) -> np.ndarray:
@@ -164,9 +198,9 @@ def check_psd(kernel: np.ndarray, rtol: float = 1e-8) -> None:
     k = np.asarray(kernel, np.float64)
     n = len(k)
     eps = rtol * max(n, 1) * float(np.mean(np.diagonal(k)))
-    work = k.copy(order="F")
+    work = k.copy()                     # C order: work.T is the same (symmetric) matrix in Fortran order
     work[np.diag_indices(n)] += eps
-    _, info = lapack.dpotrf(work, lower=1, overwrite_a=1, clean=0)
+    _, info = lapack.dpotrf(work.T, lower=1, overwrite_a=1, clean=0)
     del work
     if info != 0:
         raise UserError(f"the kernel is not positive semi-definite (its Cholesky factorisation fails even with "
@@ -204,197 +238,219 @@ def _duplicates(k: np.ndarray, sgn: np.ndarray, block: int = 1024, rtol: float =
 
 
 # ----------------------------------------------------------------------------------------------
-# TensorFlow: the site update (vectorised) and the per-block sequential loop (XLA)
+# singular kernels (Heaviside): rank, feasibility of the signs, implied constraints
+
+
+def _factor_check(k: np.ndarray, c: float) -> bool:
+    """Whether K/c is clearly nonsingular: its Cholesky factorisation succeeds and λ_min ≥ 1/‖(K/c)⁻¹‖₁
+    (LAPACK's estimate, from the factor) is at least 10 · :data:`SINGULAR_RTOL`. One O(n³/3) factorisation."""
+    from scipy.linalg import lapack
+
+    work = np.divide(k, c).T            # F-ordered view of a C-ordered copy (K is symmetric)
+    anorm = max(float(np.max(np.sum(np.abs(work[i:i + 1024]), axis=1))) for i in range(0, len(k), 1024))
+    u, info = lapack.dpotrf(work, lower=0, overwrite_a=1, clean=0)
+    if info != 0:
+        return False
+    rcond, info = lapack.dpocon(u, anorm, uplo="U")
+    return info == 0 and rcond * anorm >= 10 * SINGULAR_RTOL
+
+
+def _low_rank(k: np.ndarray, c: float) -> tuple[int, np.ndarray, np.ndarray]:
+    """Pivoted Cholesky of K/c: rank r (pivots > :data:`SINGULAR_RTOL`), the permutation and L (n×r),
+    K/c[piv][:, piv] ≈ L Lᵀ."""
+    from scipy.linalg import lapack
+
+    n = len(k)
+    fac, piv, rank, info = lapack.dpstrf(np.divide(k, c), tol=SINGULAR_RTOL, lower=1)
+    if info < 0:
+        raise UserError("EP failed: the pivoted Cholesky factorisation of the kernel did not run")
+    rank = min(int(rank), n)
+    return rank, np.asarray(piv) - 1, np.tril(fac)[:, :rank]           # LAPACK's pivots count from 1
+
+
+def _sign_margin(a: np.ndarray) -> float:
+    """max t subject to a w ≥ t (every row), −1 ≤ w ≤ 1, t ≤ 1: > 0 iff some w has a w > 0."""
+    from scipy.optimize import linprog
+
+    n, r = a.shape
+    cost = np.zeros(r + 1)
+    cost[-1] = -1.0
+    res = linprog(cost, A_ub=np.hstack([-a, np.ones((n, 1))]), b_ub=np.zeros(n),
+                  bounds=[(-1.0, 1.0)] * r + [(None, 1.0)], method="highs")
+    if res.status != 0:
+        raise UserError(f"EP failed: the linear programme that decides P(f) > 0 did not solve ({res.message})")
+    return -float(res.fun)
+
+
+def _implied(a: np.ndarray) -> np.ndarray:
+    """Mask of the rows of ``a`` whose constraint aᵢ w > 0 is implied by the other (kept) rows'."""
+    from scipy.optimize import linprog
+
+    n, r = a.shape
+    implied = np.zeros(n, bool)
+    for i in range(n):
+        others = ~implied
+        others[i] = False
+        if not others.any():
+            break
+        res = linprog(a[i], A_ub=-a[others], b_ub=np.zeros(int(others.sum())), bounds=[(-1.0, 1.0)] * r,
+                      method="highs")
+        implied[i] = res.status == 0 and res.fun >= -LP_TOL
+    return implied
+
+
+# ----------------------------------------------------------------------------------------------
+# the site update (R&W eqs. 3.56–3.59) and log Z (R&W eqs. 3.65, 3.73–3.74)
 
 
 def _tilted(sgn, tau_c, nu_c, v):
-    """z_i and the new site parameters (τ̃, ν̃) from the cavity N(μ_c, 1/τ_c) (R&W eqs. 3.56–3.59).
+    """z_i and the new site parameters (τ̃, ν̃) from the cavity N(μ_c, 1/τ_c), vectorised.
 
     Likelihood Φ(y z/√v): z_i = y μ_c / √(v + σ_c²); with r = φ(z)/Φ(z), g = z + r and the truncated
     normal's variance factor Var = 1 − r g, the tilted variance is σ_c² (1 − β), β = ρ r g,
     ρ = σ_c²/(v + σ_c²), so τ̃ = τ_c β / (1 − β) with 1 − β = v/(v + σ_c²) + ρ Var ≥ 0.
     """
-    import tensorflow as tf
-    from tensorflow_probability.python.math import erfcx
+    sgn, tau_c, nu_c = (np.asarray(a, np.float64) for a in (sgn, tau_c, nu_c))
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        var_c = 1.0 / tau_c
+        mu_c = nu_c * var_c
+        d2 = v + var_c
+        d = np.sqrt(d2)
+        z = sgn * mu_c / d
+        u = -z
+        r = SQRT_2_PI / erfcx(u * INV_SQRT2)                    # φ(z)/Φ(z), no under/overflow
+        # asymptotic series in w = 1/u² (u ≥ 40): g = u(w − 2w² + 10w³ − 74w⁴ + 706w⁵),
+        # Var = w − 6w² + 50w³ − 518w⁴ + 6354w⁵; truncation error < 1e-11 relative
+        us = np.maximum(u, SERIES_U)
+        w = 1.0 / (us * us)
+        far = u >= SERIES_U
+        g = np.where(far, us * w * (1.0 + w * (-2.0 + w * (10.0 + w * (-74.0 + w * 706.0)))), z + r)
+        var_t = np.where(far, w * (1.0 + w * (-6.0 + w * (50.0 + w * (-518.0 + w * 6354.0)))), 1.0 - r * g)
+        var_t = np.clip(var_t, 0.0, 1.0)
+        rho = var_c / d2
+        one_minus_beta = v / d2 + rho * var_t
+        beta = rho * (1.0 - var_t)
+        tau_new = tau_c * beta / one_minus_beta
+        nu_new = tau_c * (mu_c * beta + sgn * var_c * r / d) / one_minus_beta
+    return z, np.maximum(tau_new, 0.0), nu_new
 
+
+def _site(s: float, tau_c: float, nu_c: float, v: float):
+    """:func:`_tilted` for one site in Python floats: (τ̃, ν̃), or None if the update is not finite."""
     var_c = 1.0 / tau_c
     mu_c = nu_c * var_c
     d2 = v + var_c
-    d = tf.sqrt(d2)
-    z = sgn * mu_c / d
-    u = -z
-    # r = φ(z)/Φ(z): erfcx for z < 0 (no under/overflow); Φ(z) ≥ ½ for z ≥ 0
-    zp = tf.maximum(z, 0.0)
-    r = tf.where(z < 0, math.sqrt(2.0 / math.pi) / erfcx(tf.maximum(u, 0.0) / math.sqrt(2.0)),
-                 tf.exp(-0.5 * zp * zp) / math.sqrt(2 * math.pi) / (1.0 - 0.5 * tf.math.erfc(zp / math.sqrt(2.0))))
-    # asymptotic series in w = 1/u² (u ≥ 40): g = u(w − 2w² + 10w³ − 74w⁴ + 706w⁵),
-    # Var = w − 6w² + 50w³ − 518w⁴ + 6354w⁵; truncation error < 1e-11 relative
-    us = tf.maximum(u, SERIES_U)
-    w = 1.0 / (us * us)
-    far = u >= SERIES_U
-    g = tf.where(far, us * w * (1.0 + w * (-2.0 + w * (10.0 + w * (-74.0 + w * 706.0)))), z + r)
-    var_t = tf.where(far, w * (1.0 + w * (-6.0 + w * (50.0 + w * (-518.0 + w * 6354.0)))), 1.0 - r * g)
-    var_t = tf.clip_by_value(var_t, 0.0, 1.0)
+    d = math.sqrt(d2)
+    z = s * mu_c / d
+    r = SQRT_2_PI / erfcx(-z * INV_SQRT2)
+    if -z >= SERIES_U:
+        w = 1.0 / (z * z)
+        g = -z * w * (1.0 + w * (-2.0 + w * (10.0 + w * (-74.0 + w * 706.0))))
+        var_t = w * (1.0 + w * (-6.0 + w * (50.0 + w * (-518.0 + w * 6354.0))))
+    else:
+        g = z + r
+        var_t = 1.0 - r * g
+    if var_t < 0.0:
+        var_t = 0.0
+    elif var_t > 1.0:
+        var_t = 1.0
     rho = var_c / d2
     one_minus_beta = v / d2 + rho * var_t
+    if not one_minus_beta > 0.0:
+        return None
     beta = rho * (1.0 - var_t)
     tau_new = tau_c * beta / one_minus_beta
-    nu_new = tau_c * (mu_c * beta + sgn * var_c * r / d) / one_minus_beta
-    return z, tf.maximum(tau_new, 0.0), nu_new
+    if tau_new < 0.0:
+        tau_new = 0.0
+    nu_new = tau_c * (mu_c * beta + s * var_c * r / d) / one_minus_beta
+    if not (math.isfinite(tau_new) and math.isfinite(nu_new)):
+        return None
+    return tau_new, nu_new
 
 
-def _ln_z_terms(half_logdet, sig, mu, tau, nu, sgn, v):
+def _ln_z(post: Posterior, tau, nu, sgn, v) -> tuple[float, int]:
     """log Z_EP (R&W eqs. 3.65, 3.73–3.74, in GPML's ``infEP`` form) and the number of improper cavities."""
-    import tensorflow as tf
-    from tensorflow_probability.python.internal.special_math import log_ndtr
-
-    tau_c = 1.0 / sig - tau
-    nu_c = mu / sig - nu
-    bad = tf.logical_not((tau_c > 0) & tf.math.is_finite(tau_c) & tf.math.is_finite(nu_c))
-    tau_c = tf.where(bad, tf.ones_like(tau_c), tau_c)
-    nu_c = tf.where(bad, tf.zeros_like(nu_c), nu_c)
-    log_z = log_ndtr(sgn * nu_c / tau_c / tf.sqrt(v + 1.0 / tau_c))     # log Φ(z_i), R&W eq. 3.82
-    ln_z = (-half_logdet + tf.reduce_sum(log_z) + 0.5 * tf.reduce_sum(nu * mu) - 0.5 * tf.reduce_sum(sig * nu * nu)
-            + 0.5 * tf.reduce_sum(nu_c * (tau / tau_c * nu_c - 2.0 * nu) * sig)
-            + 0.5 * tf.reduce_sum(tf.math.log1p(tau / tau_c)))
-    return ln_z, tf.reduce_sum(tf.cast(bad, tf.int32))
-
-
-def _block_loop(S, m, tau, nu, sgn, count, v):
-    """Sequential EP over the sites of one block J (R&W Alg. 3.5), with Σ's updates delayed.
-
-    With W = Σ[:, J] at the block's start, the current Σ is Σ − W C Wᵀ and μ is μ + W g. Site k's
-    current column is W a_k, a_k = e_k − C S[:, k] (S = Σ[J, J]); its rank-one update
-    Σ ← Σ − κ_k (W a_k)(W a_k)ᵀ, κ_k = Δτ/(1 + Δτ Σ_kk), becomes C ← C + κ_k a_k a_kᵀ.
-
-    Returns (A = [a_k], κ, g, τ̃_J, ν̃_J, Σ_k log(1 + Δτ_k Σ_kk) — the change of log|B| —, skipped
-    updates); C = A diag(κ) Aᵀ.
-    """
-    import tensorflow as tf
-
-    b = tf.shape(S)[0]
-    eye = tf.eye(b, dtype=tf.float64)
-
-    def body(k, C, A, kap, g, tau, nu, logdet, skipped):
-        sk = S[k]
-        e = eye[k]
-        a = e - tf.linalg.matvec(C, sk)
-        s_kk = tf.reduce_sum(sk * a)
-        mu_k = m[k] + tf.reduce_sum(sk * g)
-        tau_c = 1.0 / s_kk - tau[k]
-        nu_c = mu_k / s_kk - nu[k]
-        ok = (s_kk > 0) & (tau_c > 0) & tf.math.is_finite(tau_c) & tf.math.is_finite(nu_c)
-        _, t_new, n_new = _tilted(sgn[k], tf.where(ok, tau_c, 1.0), tf.where(ok, nu_c, 0.0), v)
-        good = ok & tf.math.is_finite(t_new) & tf.math.is_finite(n_new)
-        dt = tf.where(good, t_new - tau[k], 0.0)
-        dn = tf.where(good, n_new - nu[k], 0.0)
-        den = 1.0 + dt * s_kk
-        kappa = dt / den
-        logdet += tf.math.log(den)
-        g = g - (kappa * (mu_k + s_kk * dn) - dn) * a
-        C = C + kappa * a[:, None] * a[None, :]
-        A = A + a[:, None] * e[None, :]
-        skipped += tf.cast(~good, tf.int32)
-        return k + 1, C, A, kap + kappa * e, g, tau + dt * e, nu + dn * e, logdet, skipped
-
-    zb, zbb = tf.zeros([b], tf.float64), tf.zeros([b, b], tf.float64)
-    out = tf.while_loop(lambda k, *_: k < count, body,
-                        (tf.constant(0), zbb, zbb, zb, zb, tau, nu, tf.constant(0.0, tf.float64), tf.constant(0)))
-    return out[2:]
-
-
-class _Compiled:
-    """The TensorFlow functions, traced once per process."""
-
-    _inst = None
-
-    def __init__(self):
-        import tensorflow as tf
-
-        vec, f64 = tf.TensorSpec([None], tf.float64), tf.TensorSpec([], tf.float64)
-        self.site = tf.function(lambda s, t, n, v: _tilted(s, t, n, v)[1:], input_signature=[vec, vec, vec, f64])
-        self.ln_z = tf.function(_ln_z_terms, input_signature=[f64, vec, vec, vec, vec, vec, f64])
-        self.block = tf.function(_block_loop, jit_compile=True)
-
-    @classmethod
-    def get(cls) -> _Compiled:
-        if cls._inst is None:
-            cls._inst = _Compiled()
-        return cls._inst
+    sig, mu = post.sig, post.mu
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        tau_c = 1.0 / sig - tau
+        nu_c = mu / sig - nu
+        bad = ~((tau_c > 0) & np.isfinite(tau_c) & np.isfinite(nu_c))
+        tau_c = np.where(bad, 1.0, tau_c)
+        nu_c = np.where(bad, 0.0, nu_c)
+        log_z = log_ndtr(sgn * nu_c / tau_c / np.sqrt(v + 1.0 / tau_c))     # log Φ(z_i), R&W eq. 3.82
+        ln_z = (-post.half_logdet + np.sum(log_z) + 0.5 * np.dot(nu, mu) - 0.5 * np.dot(sig, nu * nu)
+                + 0.5 * np.sum(nu_c * (tau / tau_c * nu_c - 2.0 * nu) * sig) + 0.5 * np.sum(np.log1p(tau / tau_c)))
+    return float(ln_z), int(np.sum(bad))
 
 
 # ----------------------------------------------------------------------------------------------
-# LAPACK / BLAS (SciPy)
+# sequential EP inside one block (host, NumPy)
 
 
-@dataclass
-class _Posterior:
-    half_logdet: float      # ½ log|B| = Σ log diag L
-    sig: np.ndarray         # diag Σ
-    mu: np.ndarray          # Σ ν̃
-    jitter: float
+def _block(t, m, tau, nu, sgn, v, a, kappa, coef) -> tuple[float, int]:
+    """Sequential EP over the sites of one block J (R&W Alg. 3.5), given t = the current Σ[J, J] and
+    m = μ[J] (both overwritten: their trailing parts follow the updates).
 
-
-def _posterior(k: np.ndarray, c: float, tau: np.ndarray, nu: np.ndarray, *, diag: bool = True,
-               work: np.ndarray | None = None) -> _Posterior:
-    """log|B|, μ = Σ ν̃ and (if ``diag``) diag Σ from scratch, for K/c (R&W eqs. 3.53, 3.68–3.70):
-    B = I + S̃½ K S̃½ = L Lᵀ, V = L⁻¹ S̃½ K, Σ = K − VᵀV. The Cholesky is retried with jitter
-    (K/c + j·I) if it fails. Costs n³/3 flops, plus n³ for the diagonal.
+    Site k's rank-one update is Σ ← Σ − κ_k x_k x_kᵀ with x_k = W a_k (W = Σ[:, J] now); fills
+    ``a`` = A = [a_k] = U⁻¹ (U unit upper triangular, U[j, k] = κ_j x_j[k]), κ and ``coef``
+    (μ ← μ − W A coef), and updates τ̃_J, ν̃_J in place. Halves: with A₁, A₂ the halves' matrices and
+    R₁₂ = diag(κ₁) X₂₁ᵀ, X₂₁ = Σ[J₂, J₁] A₁ (the first half's update of the second half),
+    A = [[A₁, −A₁ R₁₂ A₂], [0, A₂]]. Returns (Σ_k log(1 + Δτ_k Σ_kk), skipped updates).
     """
-    from scipy.linalg import blas, lapack
-
-    n = len(k)
-    sw = np.sqrt(tau / c)
-    st = np.sqrt(tau)
-    if work is None:
-        work = np.empty((n, n))
-    for jit in JITTERS:
-        np.multiply(k, sw[:, None], out=work)
-        work *= sw[None, :]
-        work[np.diag_indices(n)] += 1.0 + jit * tau
-        # work.T is the same memory in Fortran order; its upper triangle is work's lower one
-        u, info = lapack.dpotrf(work.T, lower=0, overwrite_a=1, clean=1)   # B = Uᵀ U, U = Lᵀ
-        if info == 0:
-            break
-    else:
-        raise UserError("EP failed: I + S̃½KS̃½ is not positive definite even with jitter; "
-                        "the kernel is not a valid covariance matrix")
-    half_logdet = float(np.sum(np.log(np.diagonal(u))))
-    a = k @ nu / c + jit * nu                               # (K/c + jI) ν̃
-    x, _ = lapack.dpotrs(u, st * a, lower=0)                # B⁻¹ S̃½ a
-    mu = a - (k @ (st * x) / c + jit * st * x)              # μ = a − K S̃½ B⁻¹ S̃½ a
-    sig = None
-    if diag:
-        rhs = np.multiply(k, st[:, None] / c)               # S̃½ K/c (C order)
-        rhs[np.diag_indices(n)] += jit * st
-        # V = U⁻ᵀ rhs ⇔ Vᵀ = rhsᵀ U⁻¹: rhs.T is rhsᵀ in Fortran order, solved in place from the right
-        vt = blas.dtrsm(1.0, u, rhs.T, side=1, lower=0, trans_a=0, overwrite_b=1)
-        sig = np.diagonal(k) / c + jit - np.einsum("ij,ij->i", vt, vt)   # rows of vt (F) = columns of V
-    return _Posterior(half_logdet, sig, mu, jit)
+    b = len(t)
+    if b <= LEAF:
+        return _leaf(t, m, tau, nu, sgn, v, a, kappa, coef)
+    h = ((b // LEAF + 1) // 2) * LEAF
+    ld1, sk1 = _block(t[:h, :h], m[:h], tau[:h], nu[:h], sgn[:h], v, a[:h, :h], kappa[:h], coef[:h])
+    x21 = t[h:, :h] @ a[:h, :h]
+    r12 = (x21 * kappa[:h]).T
+    t[h:, h:] -= x21 @ r12
+    m[h:] -= x21 @ coef[:h]
+    ld2, sk2 = _block(t[h:, h:], m[h:], tau[h:], nu[h:], sgn[h:], v, a[h:, h:], kappa[h:], coef[h:])
+    a[:h, h:] = -(a[:h, :h] @ (r12 @ a[h:, h:]))
+    return ld1 + ld2, sk1 + sk2
 
 
-def _columns(sig: np.ndarray, j0: int, j1: int) -> np.ndarray:
-    """Σ[:, j0:j1] from a matrix whose lower triangle (C order) holds Σ."""
-    n = len(sig)
-    w = np.empty((n, j1 - j0))
-    w[:j0] = sig[j0:j1, :j0].T
-    d = sig[j0:j1, j0:j1]
-    w[j0:j1] = np.tril(d) + np.tril(d, -1).T
-    w[j1:] = sig[j1:, j0:j1]
-    return w
+def _leaf(t, m, tau, nu, sgn, v, a, kappa, coef) -> tuple[float, int]:
+    """:func:`_block` for a few sites: rank-one updates of the trailing part of [t | m], one site at a time."""
+    from scipy.linalg import lapack
 
-
-def _lowrank_update(sig: np.ndarray, wa: np.ndarray, kappa: np.ndarray) -> None:
-    """Σ ← Σ − (W A) diag(κ) (W A)ᵀ on the lower triangle (C order): one ``dsyrk`` per sign of κ."""
-    from scipy.linalg import blas
-
-    sig_f = sig.T                              # F-order view; its upper triangle is sig's lower one
-    for alpha, keep in ((-1.0, kappa > 0), (1.0, kappa < 0)):
-        if keep.any():
-            u = np.asfortranarray(wa[:, keep] * np.sqrt(np.abs(kappa[keep])))
-            out = blas.dsyrk(alpha, u, beta=1.0, c=sig_f, trans=0, lower=0, overwrite_c=1)
-            if not np.shares_memory(out, sig_f):
-                sig_f[...] = out
+    b = len(t)
+    tm = np.empty((b, b + 1))           # [Σ_JJ | μ_J]: one outer product updates both
+    tm[:, :b] = t
+    tm[:, b] = m
+    u = np.zeros((b, b))
+    logdet, skipped = 0.0, 0
+    for k in range(b):
+        s_kk, mu_k, tau_k, nu_k = tm.item(k, k), tm.item(k, b), tau.item(k), nu.item(k)
+        new = None
+        if s_kk > 0:
+            tau_c = 1.0 / s_kk - tau_k
+            nu_c = mu_k / s_kk - nu_k
+            if tau_c > 0 and math.isfinite(tau_c) and math.isfinite(nu_c):
+                new = _site(sgn.item(k), tau_c, nu_c, v)
+        if new is None:
+            skipped += 1
+            kappa[k] = coef[k] = 0.0
+            continue
+        dt, dn = new[0] - tau_k, new[1] - nu_k
+        den = 1.0 + dt * s_kk
+        kap = dt / den
+        logdet += math.log(den)
+        cf = kap * (mu_k + s_kk * dn) - dn
+        tau[k], nu[k], kappa[k], coef[k] = new[0], new[1], kap, cf
+        if k + 1 < b:
+            x = tm[k + 1:, k]                       # x_k below the diagonal (Σ_cur[:, k])
+            if kap != 0.0:
+                tm[k, b] = cf / kap
+                z = kap * tm[k, k + 1:]             # [κ x_kᵀ, coef]
+                u[k, k + 1:] = z[:-1]
+                tm[k + 1:, k + 1:] -= x[:, None] * z
+            else:
+                tm[k + 1:, b] -= cf * x
+    u[np.diag_indices(b)] = 1.0
+    a[...] = lapack.dtrtri(u, lower=0)[0]
+    return logdet, skipped
 
 
 # ----------------------------------------------------------------------------------------------
@@ -402,8 +458,9 @@ def _lowrank_update(sig: np.ndarray, wa: np.ndarray, kappa: np.ndarray) -> None:
 
 
 def ep_log_prior(kernel, labels, likelihood: str = "heaviside", *, method: str = "sequential",
-                 damping: float = 1.0, tol: float = TOL, max_sweeps: int = MAX_SWEEPS, block: int = BLOCK,
-                 check: bool = True, progress: Callable[[int, float], None] | None = None) -> EPResult:
+                 damping: float = 1.0, tol: float = TOL, max_sweeps: int = MAX_SWEEPS, block: int | None = None,
+                 check: bool = True, progress: Callable[[int, float], None] | None = None,
+                 allow_unconverged: bool = False, backend: str = "auto") -> EPResult:
     """EP estimate of ln P(f) for the labelling ``labels`` under the GP prior N(0, ``kernel``).
 
     Args:
@@ -415,15 +472,23 @@ def ep_log_prior(kernel, labels, likelihood: str = "heaviside", *, method: str =
       damping: parallel EP's step on the natural site parameters (1 = undamped); halved
         automatically when a step breaks the posterior.
       tol: stop when |Δ ln Z| ≤ tol · max(1, |ln Z|) between sweeps.
-      max_sweeps: cap on sweeps; ``converged`` is False if it is reached.
-      block: sites per delayed update (sequential).
-      check: test that the kernel is positive semi-definite (one O(n³/3) Cholesky).
+      max_sweeps: cap on sweeps.
+      block: sites per delayed update (sequential; default :data:`BLOCK`, or half that for n < 3000 —
+        the small products per block cost 2b/n of the rank-b updates).
+      check: test that the kernel is positive semi-definite (one O(n³/3) Cholesky; under the
+        Heaviside likelihood the nonsingularity test does this anyway).
       progress: ``progress(sweep, ln_z)`` after every sweep.
+      allow_unconverged: return a result with ``converged`` False (sweep cap reached) instead of
+        raising; a numerical breakdown is an error either way.
+      backend: where the O(n³) work runs: ``"numpy"`` (SciPy LAPACK/BLAS), ``"tensorflow"``
+        (tf.linalg in float64 on TensorFlow's default device) or ``"auto"`` (a GPU when one is
+        visible and n ≥ :data:`tfflat.prior.linalg.GPU_MIN_N`, else NumPy).
     Returns:
       :class:`EPResult`.
     Raises:
-      UserError: bad kernel or labels, or labels that P(f) = 0 exactly (Heaviside likelihood and two
-        perfectly correlated inputs with incompatible labels).
+      UserError: bad kernel or labels; labels with P(f) = 0 because of two perfectly correlated inputs
+        (Heaviside); an n that does not fit in memory; EP that did not converge (unless
+        ``allow_unconverged``) or broke down.
     """
     t0 = time.perf_counter()
     if likelihood not in LIKELIHOODS:
@@ -432,16 +497,18 @@ def ep_log_prior(kernel, labels, likelihood: str = "heaviside", *, method: str =
         raise UserError(f"unknown EP method {method!r}; choose {' or '.join(METHODS)}")
     if not (0 < damping <= 1):
         raise UserError(f"damping must be in (0, 1], got {damping}")
-    if not (tol > 0) or int(max_sweeps) < 1:
-        raise UserError(f"need tol > 0 and max_sweeps ≥ 1, got {tol}, {max_sweeps}")
+    if not (tol > 0) or int(max_sweeps) < 1 or (block is not None and int(block) < 1):
+        raise UserError(f"need tol > 0, max_sweeps ≥ 1 and block ≥ 1, got {tol}, {max_sweeps}, {block}")
     k = as_kernel(kernel)
     n = len(k)
     y = as_labels(labels, n)
-    if check:
-        check_psd(k)
+    block = int(block) if block is not None else (BLOCK if n >= 3000 else BLOCK // 2)
+    be = linalg.get(backend, n)
+    linalg.check_memory(n, be)
     sgn = 2.0 * y.astype(np.float64) - 1.0
-    c = float(np.mean(np.diagonal(k)))
-    v = LIKELIHOODS[likelihood] / c
+    keep = np.ones(n, bool)
+    rank = None
+    redundant = 0
     if likelihood == "heaviside":
         if np.any(np.diagonal(k) <= 0):
             i = int(np.argmin(np.diagonal(k)))
@@ -449,79 +516,120 @@ def ep_log_prior(kernel, labels, likelihood: str = "heaviside", *, method: str =
                             "the Heaviside likelihood — is undefined; use --likelihood probit")
         keep = _duplicates(k, sgn)
         if not keep.all():       # exact duplicates: same P(f) without them
-            k, sgn = k[np.ix_(keep, keep)], sgn[keep]
-            c = float(np.mean(np.diagonal(k)))
-            v = 0.0
-    tf_fns = _Compiled.get()
+            k = k[np.ix_(keep, keep)]
+        c = float(np.mean(np.diagonal(k)))
+        if not _factor_check(k, c):
+            if check:
+                check_psd(k)
+            rank, zero, implied = _singular(k, c, sgn[keep])
+            if zero is not None:
+                return EPResult(float("-inf"), 0, True, likelihood, method, n, tol, time.perf_counter() - t0,
+                                duplicates=n - int(keep.sum()), rank=rank, message=zero, backend=be.name,
+                                site_tau=np.zeros(n), site_nu=np.zeros(n), scale=c)
+            if implied is not None and implied.any():
+                idx = np.flatnonzero(keep)
+                keep[idx[implied]] = False
+                k = k[np.ix_(~implied, ~implied)]
+                redundant = int(implied.sum())
+                c = float(np.mean(np.diagonal(k)))
+        v = 0.0
+    else:
+        if check:
+            check_psd(k)
+        c = float(np.mean(np.diagonal(k)))
+        v = LIKELIHOODS[likelihood] / c
     run = _sequential if method == "sequential" else _parallel
-    res = run(k, c, sgn, v, tf_fns, tol=tol, max_sweeps=int(max_sweeps), block=int(block), damping=damping,
-              progress=progress)
-    res.likelihood, res.method, res.n, res.tol = likelihood, method, n, tol
-    res.duplicates = n - len(k)
-    if not res.converged and not res.message:
-        last = abs(res.history[-1] - res.history[-2]) if len(res.history) > 1 else float("nan")
-        res.message = f"not converged after {res.sweeps} sweeps (last |Δ ln Z| = {last:.3g}); raise max_sweeps"
+    try:
+        res = run(k, c, sgn[keep], v, be, tol=tol, max_sweeps=int(max_sweeps), block=block, damping=damping,
+                  progress=progress)
+    except Exception as err:
+        if type(err).__name__ == "ResourceExhaustedError":        # TensorFlow out of (GPU) memory
+            raise UserError(f"EP at n = {n} ran out of memory on {be.name} ({str(err).splitlines()[0][:80]}); "
+                            "pass backend='numpy' or use fewer points") from None
+        raise
+    finally:
+        getattr(be, "release", lambda: None)()
+    res.likelihood, res.method, res.n, res.tol, res.backend, res.scale = likelihood, method, n, tol, be.name, c
+    res.duplicates = n - int(keep.sum()) - redundant
+    res.redundant, res.rank = redundant, rank
+    for name in ("site_tau", "site_nu"):
+        full = np.zeros(n)
+        full[keep] = getattr(res, name)
+        setattr(res, name, full)
     res.seconds = time.perf_counter() - t0
+    singular = (f"; the kernel on the labelled points is singular (rank {rank} of {int(keep.sum()) + redundant}), "
+                "so P(f) may be 0" if rank is not None else "")
+    if res.message.startswith("numerical breakdown"):
+        raise UserError(f"EP broke down ({res.message}){singular}; try likelihood='probit' or method='parallel'")
+    if res.ln_z > 1e-9 * max(1.0, n):
+        raise UserError(f"EP broke down: its estimate ln P(f) = {res.ln_z:.4g} is positive, not a log-probability"
+                        f"{singular}; try likelihood='probit'")
+    if not res.converged:
+        last = abs(res.history[-1] - res.history[-2]) if len(res.history) > 1 else float("nan")
+        res.message = res.message or (f"not converged after {res.sweeps} sweeps (last |Δ ln Z| = {last:.3g}); "
+                                      "raise max_sweeps")
+        if not allow_unconverged:
+            raise UserError(f"EP {res.message}{singular} (or pass allow_unconverged=True to accept it)")
     return res
 
 
-def _ln_z(tf_fns, post: _Posterior, tau, nu, sgn, v) -> tuple[float, int]:
-    import tensorflow as tf
-
-    f = lambda a: tf.constant(a, tf.float64)    # noqa: E731
-    lz, bad = tf_fns.ln_z(f(post.half_logdet), f(post.sig), f(post.mu), f(tau), f(nu), f(sgn), f(v))
-    return float(lz), int(bad)
+def _singular(k, c, sgn) -> tuple[int | None, str | None, np.ndarray | None]:
+    """A numerically rank-deficient K/c (Heaviside): (rank, why P(f) = 0 or None, implied-constraint mask)."""
+    n = len(k)
+    rank, piv, fac = _low_rank(k, c)
+    if rank >= n:
+        return None, None, None              # ill-conditioned but of full rank: plain EP
+    if n * rank > LP_MAX_ENTRIES:
+        return rank, None, None              # too big to decide here: EP, and an error if it breaks down
+    a = np.empty((n, rank))
+    a[piv] = sgn[piv, None] * fac            # row i: y_i L_i, z = L w
+    w = np.linalg.lstsq(a, np.ones(n), rcond=None)[0] if rank else np.zeros(0)
+    if rank and np.all(a @ w > LP_TOL):
+        pass                                 # some w has the signs f: no linear programme needed
+    elif rank == 0 or _sign_margin(a) <= LP_TOL:
+        return rank, (f"P(f) = 0 exactly (ln P = −∞): the kernel on the labelled points has rank {rank} < {n}, "
+                      "and no latent function in its range has the signs f (linear programme)"), None
+    implied = _implied(a) if n * rank <= REDUNDANT_MAX_ENTRIES else None
+    return rank, None, implied
 
 
 def _converged(history, tol) -> bool:
     return len(history) >= 2 and abs(history[-1] - history[-2]) <= tol * max(1.0, abs(history[-1]))
 
 
-def _finish(k, c, tau, nu, sgn, v, tf_fns, history, sweeps, converged, message="", post=None) -> EPResult:
+def _finish(k, tau, nu, sgn, v, history, sweeps, converged, message, post) -> EPResult:
     """The result, with ln Z from the posterior ``post`` of the final sites."""
-    ln_z, bad = _ln_z(tf_fns, post, tau, nu, sgn, v)
+    ln_z, bad = _ln_z(post, tau, nu, sgn, v)
     if bad or not math.isfinite(ln_z):
         finite = [h for h in history if math.isfinite(h)]
         ln_z = finite[-1] if finite else float("-inf")
         converged = False
-        message = message or f"{bad} cavity distributions became improper (numerical breakdown)"
+        message = message or f"numerical breakdown: {bad} cavity distributions became improper"
     return EPResult(ln_z, sweeps, converged, "", "", len(k), 0.0, jitter=post.jitter, message=message,
                     history=history, site_tau=tau, site_nu=nu)
 
 
-def _pad(a: np.ndarray, size: int, fill: float = 0.0) -> np.ndarray:
-    return a if len(a) == size else np.concatenate([a, np.full(size - len(a), fill)])
-
-
-def _sequential(k, c, sgn, v, tf_fns, *, tol, max_sweeps, block, progress, **_) -> EPResult:
-    import tensorflow as tf
-
+def _sequential(k, c, sgn, v, be, *, tol, max_sweeps, block, progress, **_) -> EPResult:
     n = len(k)
-    b = max(1, block)           # one compiled shape for every n (short blocks are padded)
-    sig = k / c                 # Σ = K/c at the start; only its lower triangle is used
+    b = max(1, block)
+    sig = be.sigma(k, c)        # Σ = K/c at the start
     mu = np.zeros(n)
     tau, nu = np.zeros(n), np.zeros(n)
     logdet = 0.0
     history, converged, message, sweep = [], False, "", 0
-    vt = tf.constant(v, tf.float64)
-    pad_s = np.eye(b)
     for sweep in range(1, max_sweeps + 1):
         for j0 in range(0, n, b):
             j1 = min(n, j0 + b)
             bb = j1 - j0
-            w = _columns(sig, j0, j1)
-            S = pad_s.copy()
-            S[:bb, :bb] = w[j0:j1]
-            A, kap, g, t_new, n_new, ld, _ = tf_fns.block(
-                tf.constant(S), tf.constant(_pad(mu[j0:j1], b)), tf.constant(_pad(tau[j0:j1], b)),
-                tf.constant(_pad(nu[j0:j1], b)), tf.constant(_pad(sgn[j0:j1], b, 1.0)), tf.constant(bb), vt)
-            A, kap, g = A.numpy()[:bb, :bb], kap.numpy()[:bb], g.numpy()[:bb]
-            tau[j0:j1], nu[j0:j1] = t_new.numpy()[:bb], n_new.numpy()[:bb]
-            logdet += float(ld)
-            _lowrank_update(sig, w @ A, kap)
-            mu += w @ g
-        post = _Posterior(0.5 * logdet, np.diagonal(sig).copy(), mu, 0.0)
-        ln_z, bad = _ln_z(tf_fns, post, tau, nu, sgn, v)
+            w, t = be.columns(sig, j0, j1)
+            a, kap, coef = np.zeros((bb, bb)), np.zeros(bb), np.zeros(bb)
+            with linalg.one_thread():       # small operations: BLAS threads would only wait for each other
+                ld, _ = _block(t, mu[j0:j1].copy(), tau[j0:j1], nu[j0:j1], sgn[j0:j1], v, a, kap, coef)
+            logdet += ld
+            mu -= be.update(sig, w, a, kap, coef)
+            del w
+        post = Posterior(0.5 * logdet, be.diagonal(sig), mu, 0.0)
+        ln_z, bad = _ln_z(post, tau, nu, sgn, v)
         history.append(ln_z)
         if progress:
             progress(sweep, ln_z)
@@ -533,38 +641,37 @@ def _sequential(k, c, sgn, v, tf_fns, *, tol, max_sweeps, block, progress, **_) 
             break
     # Final ln Z: log|B| and μ recomputed from the sites (one Cholesky); diag Σ is the tracked one unless
     # the tracked μ shows drift, in which case Σ's diagonal is recomputed as well (one more n³ solve).
-    sig_diag, mu_tracked = np.diagonal(sig).copy(), mu
+    sig_diag, mu_tracked = be.diagonal(sig), mu
     del sig
-    post = _posterior(k, c, tau, nu, diag=False)
+    post = be.posterior(k, c, tau, nu, diag=False)
     drift = float(np.max(np.abs(post.mu - mu_tracked))) / max(1.0, float(np.max(np.abs(post.mu))))
     if drift > 1e-8:
-        post = _posterior(k, c, tau, nu, diag=True)
+        post = be.posterior(k, c, tau, nu, diag=True)
     else:
         post.sig = sig_diag
-    return _finish(k, c, tau, nu, sgn, v, tf_fns, history, sweep, converged, message, post=post)
+    return _finish(k, tau, nu, sgn, v, history, sweep, converged, message, post)
 
 
-def _parallel(k, c, sgn, v, tf_fns, *, tol, max_sweeps, damping, progress, **_) -> EPResult:
-    import tensorflow as tf
-
+def _parallel(k, c, sgn, v, be, *, tol, max_sweeps, damping, progress, **_) -> EPResult:
     n = len(k)
     tau, nu = np.zeros(n), np.zeros(n)
-    post = _Posterior(0.0, np.diagonal(k) / c, np.zeros(n), 0.0)
+    post = Posterior(0.0, np.diagonal(k) / c, np.zeros(n), 0.0)
     history, converged, message, sweep = [], False, "", 0
-    f = lambda a: tf.constant(a, tf.float64)    # noqa: E731
-    work = np.empty((n, n))
+    work = np.empty((n, n)) if be.name == "numpy" else None
     eta = float(damping)
     for sweep in range(1, max_sweeps + 1):
-        tau_c, nu_c = 1.0 / post.sig - tau, post.mu / post.sig - nu
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tau_c, nu_c = 1.0 / post.sig - tau, post.mu / post.sig - nu
         ok = (tau_c > 0) & np.isfinite(tau_c) & np.isfinite(nu_c)
-        t_new, n_new = tf_fns.site(f(sgn), f(np.where(ok, tau_c, 1.0)), f(np.where(ok, nu_c, 0.0)), f(v))
-        t_new, n_new = np.where(ok, t_new.numpy(), tau), np.where(ok, n_new.numpy(), nu)
+        _, t_new, n_new = _tilted(sgn, np.where(ok, tau_c, 1.0), np.where(ok, nu_c, 0.0), v)
+        good = ok & np.isfinite(t_new) & np.isfinite(n_new)
+        t_new, n_new = np.where(good, t_new, tau), np.where(good, n_new, nu)
         while True:
             tau_try = np.maximum((1 - eta) * tau + eta * t_new, 0.0)
             nu_try = (1 - eta) * nu + eta * n_new
             try:
-                post_try = _posterior(k, c, tau_try, nu_try, work=work)
-                ln_z, bad = _ln_z(tf_fns, post_try, tau_try, nu_try, sgn, v)
+                post_try = be.posterior(k, c, tau_try, nu_try, work=work)
+                ln_z, bad = _ln_z(post_try, tau_try, nu_try, sgn, v)
             except UserError:
                 ln_z, bad = float("nan"), n
             if (not bad and math.isfinite(ln_z)) or eta < 1e-3:
@@ -580,4 +687,4 @@ def _parallel(k, c, sgn, v, tf_fns, *, tol, max_sweeps, damping, progress, **_) 
         if _converged(history, tol):
             converged = True
             break
-    return _finish(k, c, tau, nu, sgn, v, tf_fns, history, sweep, converged, message, post=post)
+    return _finish(k, tau, nu, sgn, v, history, sweep, converged, message, post)

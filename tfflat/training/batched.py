@@ -11,7 +11,7 @@ stopping check (logits on S, and on A for ``stop_on="SA"``); the full record of
 :func:`sgd_epoch` for a plain ReLU FCN under plain SGD (a stack of one): inside the compiled loop
 the networks are visited one at a time with run-time trip counts, so every minibatch step is the
 same two-dimensional XLA computation whatever the stack size, and the stopping check's logits are
-row-wise independent of how many rows are evaluated. ``tests/training/test_batched.py`` checks
+row-wise independent of how many rows are evaluated. ``tests/training/test_train_batched.py`` checks
 weights, zero-error epochs and records for equality. (Truly batched products — one (K, 32, 784)
 matmul — were measured no faster per network on XLA CPU and give other float32 roundings, which the
 chaotic fit of flipped labels amplifies into different zero-error epochs.)

@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import inspect
 
-from tfflat import defaults
+from tfflat import defaults, validate
 from tfflat.errors import UserError
 
 NAMES = tuple(defaults.OPTIMIZERS)
+
+# The valid range of each hyperparameter (validate.number's bounds); others only need to be finite.
+RANGES = {
+    "learning_rate": dict(above=0), "inner_lr": dict(above=0), "epsilon": dict(above=0),
+    "clipnorm": dict(above=0), "clipvalue": dict(above=0), "global_clipnorm": dict(above=0),
+    "loss_scale_factor": dict(above=0),
+    "momentum": dict(least=0, most=1), "inner_momentum": dict(least=0, below=1), "beta_1": dict(least=0, below=1),
+    "beta_2": dict(least=0, below=1), "rho": dict(least=0, below=1),
+    "ema_momentum": dict(least=0, most=1), "alpha": dict(least=0, most=1),
+    "weight_decay": dict(least=0), "initial_accumulator_value": dict(least=0), "gamma0": dict(least=0),
+    "gamma1": dict(least=0), "noise": dict(least=0), "noise_factor": dict(least=0),
+}
+INTEGERS = {"inner_steps": 1, "ema_overwrite_frequency": 1, "gradient_accumulation_steps": 1}
 
 
 def _keras_class(name: str):
@@ -31,17 +44,36 @@ def resolve(name: str, learning_rate: float | None = None, **args) -> dict:
         raise UserError(f"unknown optimizer {name!r}; choose one of {', '.join(NAMES)}")
     params = dict(defaults.OPTIMIZERS[name])
     if learning_rate is not None:
-        params["learning_rate"] = float(learning_rate)
+        params["learning_rate"] = validate.number("learning_rate", learning_rate, **RANGES["learning_rate"])
     signature = inspect.signature(_keras_class(name).__init__).parameters
     allowed = set(signature) - {"self", "name", "kwargs"}
     for key, value in args.items():
         if key not in allowed:
             raise UserError(f"optimizer {name} has no argument {key!r}; known: {', '.join(sorted(allowed))}")
-        default = params.get(key, signature[key].default)
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)          # --opt-arg momentum=1 → 1.0 (Keras checks types)
-        params[key] = value
+        try:
+            params[key] = _check_arg(key, value, params.get(key, signature[key].default))
+        except UserError as err:
+            raise UserError(f"optimizer {name}: {err}") from None
     return params
+
+
+def _check_arg(key: str, value, default):
+    """One hyperparameter of ``opt_args``, checked against its default's type and its range."""
+    label = f"opt_args {key}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise UserError(f"`opt_args` {key} must be true or false, got {value!r}")
+        return value
+    if key == "seed":
+        return validate.seed(label, value, none=True)
+    if key in INTEGERS:
+        return validate.integer(label, value, least=INTEGERS[key], none=True)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"`opt_args` {key} must be a number, got {value!r}")
+    value = validate.number(label, value, **RANGES.get(key, {}))
+    return int(value) if isinstance(default, int) and value.is_integer() else value
 
 
 def make(name: str, learning_rate: float | None = None, **args):
