@@ -13,9 +13,15 @@ the wall time is start-up, data, kernel and compilation). **Equality**: per poin
 the accuracies and f on S + E (its hash) must be identical and log P(f) too; sharpness to float32
 rounding (the printed maximum relative differences).
 
+``--profile``: where the CPU time of the stacked sweep goes, in this process on one thread: start-up
+(imports, data, the NNGP kernel), then for one seed's stack of 11 points the training
+(:meth:`Session.train_stack`), the side-by-side ascents (:meth:`Session.sharpness_stack`) and the rest
+of the measures (f on S + E, log P(f) by EP), each once cold (compilation included) and once warm;
+scaled to the 5 seeds of the figure.
+
 Run (``--quick``: the config's small sizes, a smoke test):
 
-    python benchmarks/bench_sweep.py [--data-dir ../shared/data] [--workers 2] [--quick]
+    python benchmarks/bench_sweep.py [--data-dir ../shared/data] [--workers 2] [--quick] [--profile]
 """
 
 import argparse
@@ -69,6 +75,46 @@ def describe(name: str, r: dict, workers: int) -> str:
             f"idle workers): {rest:.1f} s")
 
 
+def profile(args) -> None:
+    """CPU seconds per stage of one seed's stack, cold and warm (see the module docstring)."""
+    c0 = time.process_time()
+    from tfflat.experiments import config
+    from tfflat.experiments.session import Session
+
+    exp = config.load(CONFIG, quick=args.quick, data_dir=args.data_dir)
+    session = Session(exp)
+    session.kernel()
+    startup = time.process_time() - c0
+    seeds, sizes = exp.train.seeds, exp.data.attack_sizes
+    rows = []
+    for seed in seeds[:2]:
+        members = [(a, seed) for a in sizes]
+        c = time.process_time()
+        trained = session.train_stack("sgd", members, [0])
+        train = time.process_time() - c
+        weights = [r.snapshots[0].weights for r in trained]
+        c = time.process_time()
+        sharp = session.sharpness_stack(weights, [seed] * len(weights))
+        sharpness = time.process_time() - c
+        c = time.process_time()
+        for w, f in zip(weights, sharp):
+            session.measure(session.holding(w), seed=seed, sharpness=f)
+        rest = time.process_time() - c
+        steps = sum(r.gradient_evaluations for r in trained)
+        rows.append((train, sharpness, rest, steps))
+        print(f"seed {seed} ({'cold' if len(rows) == 1 else 'warm'}), {len(members)} points: train {train:.1f} CPU-s "
+              f"({steps} SGD steps, {1e6 * train / steps:.0f} µs/step), sharpness {sharpness:.1f} CPU-s "
+              f"({1e3 * sharpness / len(members) / (exp.sharpness.epochs * -(-exp.data.train_size // exp.sharpness.batch_size)):.2f} ms/ascent step per network), "
+              f"f + log P(f) {rest:.1f} CPU-s ({rest / len(members):.2f} s/point)", flush=True)
+    warm = rows[-1]
+    total = startup + sum(rows[0][:3]) + (len(seeds) - 1) * sum(warm[:3])
+    print(f"start-up (imports, data, kernel) {startup:.1f} CPU-s; the {len(seeds) * len(sizes)}-point sweep ≈ "
+          f"{total:.0f} CPU-s: train {rows[0][0] + (len(seeds) - 1) * warm[0]:.0f}, sharpness "
+          f"{rows[0][1] + (len(seeds) - 1) * warm[1]:.0f}, f + log P(f) {rows[0][2] + (len(seeds) - 1) * warm[2]:.0f}, "
+          f"start-up {startup:.0f} → ≥ {total / (os.cpu_count() or 1):.0f} s wall on {os.cpu_count()} idle cores "
+          f"(+ one start-up per extra worker)", flush=True)
+
+
 def compare(per_point: list, stacked: list) -> str:
     key = lambda r: r["key"]                                        # noqa: E731
     old = {key(r): r for r in per_point if r.get("status", "ok") == "ok"}
@@ -90,7 +136,14 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="the config's [quick] sizes (a smoke test)")
     ap.add_argument("--skip-per-point", action="store_true", help="time only the stacked sweep")
+    ap.add_argument("--profile", action="store_true", help="CPU seconds per stage in this process (no sweeps)")
     args = ap.parse_args()
+    if args.profile:
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+        print(f"profile, load {os.getloadavg()[0]:.1f}", flush=True)
+        profile(args)
+        print(f"load now {os.getloadavg()[0]:.1f}")
+        return
 
     print(f"Fig. 3(a) sweep{' (--quick)' if args.quick else ''}, {args.workers} workers, {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.1f}", flush=True)
