@@ -46,7 +46,10 @@ def fcn_weights(model) -> list | None:
 def plain_fcn(template) -> bool:
     """Whether an :class:`~tfflat.flatness.objective.Template` is a plain ReLU FCN with one logit under
     sigmoid CE: the case this module writes out."""
-    return template.head.outputs == 1 and template.head.binary and fcn_weights(template.model) is not None
+    if template.head.outputs != 1 or not template.head.binary:
+        return False
+    ws = fcn_weights(template.model)      # and w₀ (the trainable variables) in that order
+    return ws is not None and [np.shape(w) for w in ws] == [tuple(v.shape) for v in template.model.trainable_variables]
 
 
 def sharpness_fcns(weights: list, x, y, zeta: float = 1e-4, lr: float = 1e-3, epochs: int = 100,

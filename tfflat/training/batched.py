@@ -82,9 +82,16 @@ def dense_weights(model) -> list:
     (Flatten then Dense layers, ReLU between them, a linear one-logit output); else ``None``."""
     import keras
 
-    dense = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
-    others = [l for l in model.layers if not isinstance(l, (keras.layers.Dense, keras.layers.Flatten,
-                                                            keras.layers.InputLayer))]
+    from tfflat.models.heads import PreActivation
+
+    pre = PreActivation()               # a final Dense with its activation bypassed (heads.logit_model)
+    layers = list(model.layers)
+    bypassed = bool(layers) and isinstance(layers[-1], pre)
+    if bypassed:
+        layers[-1] = layers[-1].dense
+    dense = [l for l in layers if isinstance(l, keras.layers.Dense)]
+    others = [l for l in layers if not isinstance(l, (keras.layers.Dense, keras.layers.Flatten,
+                                                      keras.layers.InputLayer))]
     if others or not dense or dense[-1].units != 1 or any(not l.use_bias for l in dense):
         return None
     if any(str(v.dtype) != "float32" for l in dense for v in (l.kernel, l.bias)) or any(
@@ -92,7 +99,7 @@ def dense_weights(model) -> list:
         return None
     acts = [keras.activations.serialize(l.activation) for l in dense]
     names = [a if isinstance(a, str) else a.get("config", {}).get("name", a.get("class_name")) for a in acts]
-    if any(n != "relu" for n in names[:-1]) or names[-1] != "linear":
+    if any(n != "relu" for n in names[:-1]) or (names[-1] != "linear" and not bypassed):
         return None
     return [w for l in dense for w in (l.kernel.numpy(), l.bias.numpy())]
 
