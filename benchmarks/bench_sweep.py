@@ -1,19 +1,27 @@
-"""The whole Fig. 3(a) MNIST sweep — 55 points of train + sharpness + log P(f) — versus the published
-code's per-point pipeline (goal: tfflat under 5 minutes on 2 CPU cores).
+"""The whole Fig. 3(a) MNIST sweep — 55 points of train to zero error + sharpness + log P(f) — as users
+run it: ``tfflat sweep configs/fig3_mnist_sgd.toml`` (points of one seed trained and measured as stacks,
+the default) versus ``tfflat sweep … --no-stack`` (point by point, the code before stacks), with
+equality of the records.
 
-tfflat: one command, ``tfflat sweep configs/fig3_mnist_sgd.toml`` (|S| = 500, |E| = 1000,
-|A| = 0, 50, …, 500, 5 seeds, SGD; sharpness Table 1; probit EP on the one NNGP kernel of S + E),
-timed end to end in a fresh process (TensorFlow start-up included).
+Sizes of ``configs/fig3_mnist_sgd.toml``: |S| = 500, |E| = 1000, |A| = 0, 50, …, 500, 5 seeds, SGD lr 0.01
+batch 32 to the zero-error epoch; sharpness Table 1 (ζ 1e-4, 1600 steps, full-S loss every step);
+probit EP on the one NNGP kernel of S + E.
 
-Baseline (the published code's pattern), timed on a few points and extrapolated to 55: per point a
-new Keras model trained with ``train_on_batch`` per minibatch and the training accuracy after every
-epoch until it is 1; the sharpness ascent of ``bench_sharpness.baseline`` (Keras step, numpy clip and
-a full-S ``predict_on_batch`` per minibatch); the NNGP kernel of S + E recomputed and GPy's EP
-(Bernoulli/probit) when a Python with GPy is given (``--gpy-python``), else tfflat's EP (noted).
-The issue's reference: 15–25 s per point (training 1–22 s, sharpness ~4.5 s, GPy EP ~1.5 s). Run:
+Each side is one fresh ``tfflat sweep --workers W`` process, wall time from launch to exit, CPU time of
+it and its workers. Per stage the records' own seconds are summed (train, sharpness, prior; the rest of
+the wall time is start-up, data, kernel and compilation). **Equality**: per point the zero-error epoch,
+the accuracies and f on S + E (its hash) must be identical and log P(f) too; sharpness to float32
+rounding (the printed maximum relative differences).
 
-    python benchmarks/bench_sweep.py [--data-dir ../shared/data] [--workers 1] [--baseline-points 3]
-                                     [--gpy-python /path/to/python-with-GPy] [--quick]
+``--profile``: where the CPU time of the stacked sweep goes, in this process on one thread: start-up
+(imports, data, the NNGP kernel), then for one seed's stack of 11 points the training
+(:meth:`Session.train_stack`), the side-by-side ascents (:meth:`Session.sharpness_stack`) and the rest
+of the measures (f on S + E, log P(f) by EP), each once cold (compilation included) and once warm;
+scaled to the 5 seeds of the figure.
+
+Run (``--quick``: the config's small sizes, a smoke test):
+
+    python benchmarks/bench_sweep.py [--data-dir ../shared/data] [--workers 2] [--quick] [--profile]
 """
 
 import argparse
@@ -32,145 +40,124 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-GPY_SCRIPT = """
-import sys, time, numpy as np, GPy
-from GPy.inference.latent_function_inference.expectation_propagation import EP
-from paramz import ObsAr
-K, y = np.load(sys.argv[1]), np.load(sys.argv[2])
-lik = GPy.likelihoods.Bernoulli(gp_link=GPy.likelihoods.link_functions.Probit())
-t = time.perf_counter()
-_, lml, _ = EP().inference(None, np.zeros((len(y), 1)), lik, ObsAr(y.astype(float)[:, None]), K=K)
-print(time.perf_counter() - t, float(lml))
-"""
+CONFIG = ROOT / "configs" / "fig3_mnist_sgd.toml"
+STAGES = ("seconds_train", "seconds_sharpness", "seconds_prior")
 
 
-def run_tfflat(args) -> dict:
-    """The sweep as a user runs it: one fresh ``tfflat sweep`` process, wall time from launch to exit."""
+def run_sweep(args, stack: bool) -> dict:
+    """One fresh ``tfflat sweep`` process (``--stack`` or ``--no-stack``)."""
     out = Path(tempfile.mkdtemp()) / "fig3.jsonl"
-    cmd = [sys.executable, "-m", "tfflat_cli.main", "sweep", str(ROOT / "configs" / "fig3_mnist_sgd.toml"),
-           "--data-dir", args.data_dir, "--out", str(out), "--workers", str(args.workers), "--json"]
-    if args.quick:
-        cmd.append("--quick")
+    cmd = [sys.executable, "-m", "tfflat_cli.main", "sweep", str(CONFIG), "--data-dir", args.data_dir,
+           "--out", str(out), "--workers", str(args.workers), "--json", "--stack" if stack else "--no-stack"] + (
+        ["--quick"] if args.quick else [])
     t0, c0 = time.perf_counter(), _child_cpu()
     done = subprocess.run(cmd, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - t0, _child_cpu() - c0
     if done.returncode != 0:
         sys.exit(f"tfflat sweep failed:\n{done.stderr[-3000:]}")
     recs = [json.loads(line) for line in out.read_text().splitlines()]
-    stage = {k: float(np.sum([r.get(k, 0.0) for r in recs]))
-             for k in ("seconds_train", "seconds_sharpness", "seconds_prior")}
-    return {"wall": wall, "cpu": cpu, "points": len(recs), "stages": stage, "out": str(out), "records": recs}
+    stages = {k: float(np.sum([r.get(k, 0.0) for r in recs])) for k in STAGES}
+    return {"wall": wall, "cpu": cpu, "records": recs, "stages": stages}
 
 
 def _child_cpu() -> float:
-    """CPU seconds (user + system) of the finished child processes so far."""
+    """CPU seconds (user + system) of the finished child processes (and their waited-for children) so far."""
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
 
-def baseline_point(task, spec, attack_size, seed, args, sharp_baseline):
-    import keras
-
-    from tfflat import models
-    from tfflat.data import make_splits
-    from tfflat.prior import ep, kernels
-
-    s = make_splits(task, 500 if not args.quick else 100, attack_size, 1000 if not args.quick else 200, seed=0)
-    x, y = s.x_fit, s.y_fit.astype(np.float32)
-    times = {}
-    c0, g0 = time.process_time(), _child_cpu()
-    t0 = time.perf_counter()
-    model = models.build(spec, seed=seed)
-    model.compile(keras.optimizers.SGD(0.01), keras.losses.BinaryCrossentropy(from_logits=True))
-    rng = np.random.default_rng(seed)
-    epochs = 0
-    while epochs < 10000:
-        perm = rng.permutation(len(y))
-        for i in range(0, len(y), 32):
-            b = perm[i:i + 32]
-            model.train_on_batch(x[b], y[b])
-        epochs += 1
-        if np.all((model.predict_on_batch(s.x_train).ravel() >= 0) == (s.y_train == 1)):
-            break
-    times["train"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sh = sharp_baseline(model, s.x_train, s.y_train.astype(np.float64), 1e-4, 1e-3,
-                        100 if not args.quick else 10, 32, seed)
-    times["sharpness"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    x_se = np.concatenate([s.x_train, s.x_test])
-    k = kernels.nngp_kernel(x_se, 2, spec["sigma_w"], spec["sigma_b"])      # recomputed per point
-    f = np.concatenate([s.y_train, (model.predict_on_batch(s.x_test).ravel() >= 0).astype(int)])
-    kernel_seconds = time.perf_counter() - t0
-    if args.gpy_python:      # GPy's EP in its own interpreter; its import is not timed
-        tmp = Path(tempfile.mkdtemp())
-        np.save(tmp / "K.npy", k)
-        np.save(tmp / "y.npy", f)
-        r = subprocess.run([args.gpy_python, "-c", GPY_SCRIPT, str(tmp / "K.npy"), str(tmp / "y.npy")],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.exit(f"GPy failed: {r.stderr[-2000:]}")
-        times["prior"] = kernel_seconds + float(r.stdout.split()[0])
-    else:
-        t0 = time.perf_counter()
-        ep.ep_log_prior(k, f, "probit")
-        times["prior"] = kernel_seconds + time.perf_counter() - t0
-    times["cpu"] = time.process_time() - c0 + _child_cpu() - g0
-    times["epochs"] = epochs
-    times["sharpness_value"] = sh
-    return times
+def describe(name: str, r: dict, workers: int) -> str:
+    s = r["stages"]
+    rest = r["wall"] * workers - sum(s.values())
+    return (f"{name}: {len(r['records'])} points in {r['wall']:.1f} s wall, {r['cpu']:.1f} CPU-s; summed over "
+            f"points: train {s['seconds_train']:.1f} s, sharpness {s['seconds_sharpness']:.1f} s, prior "
+            f"{s['seconds_prior']:.1f} s; the rest of {workers} x wall (start-up, data, kernel, compilation, "
+            f"idle workers): {rest:.1f} s")
 
 
-def run_baseline(args) -> dict:
-    sys.path.insert(0, str(HERE))
-    from bench_sharpness import baseline as sharp_baseline
+def profile(args) -> None:
+    """CPU seconds per stage of one seed's stack, cold and warm (see the module docstring)."""
+    c0 = time.process_time()
+    from tfflat.experiments import config
+    from tfflat.experiments.session import Session
 
-    from tfflat import models
-    from tfflat.data import load_task
-
-    task = load_task("mnist", args.data_dir)
-    spec = models.model_spec("fcn", "mnist", task.input_shape)
-    sizes = [0, 250, 500] if not args.quick else [0, 50, 100]
-    points = [(sizes[i % len(sizes)], i // len(sizes)) for i in range(args.baseline_points)]
+    exp = config.load(CONFIG, quick=args.quick, data_dir=args.data_dir)
+    session = Session(exp)
+    session.kernel()
+    startup = time.process_time() - c0
+    seeds, sizes = exp.train.seeds, exp.data.attack_sizes
     rows = []
-    for a, seed in points:
-        rows.append({"attack_size": a, "seed": seed, **baseline_point(task, spec, a, seed, args, sharp_baseline)})
-        print(f"  baseline |A|={a} seed {seed}: " + ", ".join(f"{k} {v:.1f}" for k, v in rows[-1].items()
-                                                              if k not in ("attack_size", "seed")), flush=True)
-    return {"points": rows}
+    for seed in seeds[:2]:
+        members = [(a, seed) for a in sizes]
+        c = time.process_time()
+        trained = session.train_stack("sgd", members, [0])
+        train = time.process_time() - c
+        weights = [r.snapshots[0].weights for r in trained]
+        c = time.process_time()
+        sharp = session.sharpness_stack(weights, [seed] * len(weights))
+        sharpness = time.process_time() - c
+        c = time.process_time()
+        for w, f in zip(weights, sharp):
+            session.measure(session.holding(w), seed=seed, sharpness=f)
+        rest = time.process_time() - c
+        steps = sum(r.gradient_evaluations for r in trained)
+        rows.append((train, sharpness, rest, steps))
+        print(f"seed {seed} ({'cold' if len(rows) == 1 else 'warm'}), {len(members)} points: train {train:.1f} CPU-s "
+              f"({steps} SGD steps, {1e6 * train / steps:.0f} µs/step), sharpness {sharpness:.1f} CPU-s "
+              f"({1e3 * sharpness / len(members) / (exp.sharpness.epochs * -(-exp.data.train_size // exp.sharpness.batch_size)):.2f} ms/ascent step per network), "
+              f"f + log P(f) {rest:.1f} CPU-s ({rest / len(members):.2f} s/point)", flush=True)
+    warm = rows[-1]
+    total = startup + sum(rows[0][:3]) + (len(seeds) - 1) * sum(warm[:3])
+    print(f"start-up (imports, data, kernel) {startup:.1f} CPU-s; the {len(seeds) * len(sizes)}-point sweep ≈ "
+          f"{total:.0f} CPU-s: train {rows[0][0] + (len(seeds) - 1) * warm[0]:.0f}, sharpness "
+          f"{rows[0][1] + (len(seeds) - 1) * warm[1]:.0f}, f + log P(f) {rows[0][2] + (len(seeds) - 1) * warm[2]:.0f}, "
+          f"start-up {startup:.0f} → ≥ {total / (os.cpu_count() or 1):.0f} s wall on {os.cpu_count()} idle cores "
+          f"(+ one start-up per extra worker)", flush=True)
+
+
+def compare(per_point: list, stacked: list) -> str:
+    key = lambda r: r["key"]                                        # noqa: E731
+    old = {key(r): r for r in per_point if r.get("status", "ok") == "ok"}
+    new = {key(r): r for r in stacked if r.get("status", "ok") == "ok"}
+    common = sorted(set(old) & set(new))
+    same = sum(all(old[k][f] == new[k][f] for f in ("zero_error_epoch", "train_accuracy", "test_accuracy",
+                                                     "function_hash", "log10_prior")) for k in common)
+    fields = sum(old[k].keys() == new[k].keys() for k in common)
+    rel = lambda f: max(abs(new[k][f] - old[k][f]) / max(abs(old[k][f]), 1e-30) for k in common)   # noqa: E731
+    return (f"{len(common)} common points ({len(per_point)} and {len(stacked)} records): {same} with identical "
+            f"zero-error epoch, accuracies, f on S + E and log10 P(f), {fields} with the same fields; max relative "
+            f"difference: sharpness {rel('sharpness'):.1e}, corner sharpness {rel('corner_sharpness'):.1e}, "
+            f"train loss {rel('train_loss'):.1e}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--baseline-points", type=int, default=3, help="points of the baseline to time (0: skip)")
-    ap.add_argument("--gpy-python", default=None, help="a Python interpreter that has GPy (for the baseline EP)")
+    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="the config's [quick] sizes (a smoke test)")
+    ap.add_argument("--skip-per-point", action="store_true", help="time only the stacked sweep")
+    ap.add_argument("--profile", action="store_true", help="CPU seconds per stage in this process (no sweeps)")
     args = ap.parse_args()
-
-    print(f"tfflat sweep configs/fig3_mnist_sgd.toml{' --quick' if args.quick else ''} "
-          f"--workers {args.workers} (fresh process) …", flush=True)
-    tf_res = run_tfflat(args)
-    n = tf_res["points"]
-    st = tf_res["stages"]
-    print(f"tfflat: {n} points in {tf_res['wall']:.1f} s wall ({tf_res['wall'] / n:.2f} s/point), "
-          f"{tf_res['cpu']:.0f} CPU-s ({tf_res['cpu'] / n:.2f} CPU-s/point); summed stage "
-          f"seconds: train {st['seconds_train']:.1f}, sharpness {st['seconds_sharpness']:.1f}, "
-          f"prior {st['seconds_prior']:.1f}")
-    if args.baseline_points <= 0:
+    if args.profile:
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+        print(f"profile, load {os.getloadavg()[0]:.1f}", flush=True)
+        profile(args)
+        print(f"load now {os.getloadavg()[0]:.1f}")
         return
-    print(f"baseline (published code's pattern) on {args.baseline_points} points …", flush=True)
-    base = run_baseline(args)
-    per = [r["train"] + r["sharpness"] + r["prior"] for r in base["points"]]
-    mean = float(np.mean(per))
-    cpu = float(np.mean([r["cpu"] for r in base["points"]]))
-    print(f"baseline: {mean:.1f} s/point, {cpu:.1f} CPU-s/point on average → {mean * n:.0f} s wall, "
-          f"{cpu * n:.0f} CPU-s for {n} points (EP: {'GPy' if args.gpy_python else 'tfflat EP, GPy not given'})")
-    print(f"ratio baseline / tfflat: wall {mean * n / tf_res['wall']:.1f}×, CPU {cpu * n / tf_res['cpu']:.1f}×  "
-          f"(goal: tfflat < 300 s for the 55 points on 2 cores; issue's reference 15–25 s/point = 825–1375 s)")
-    print(f"load average during the run: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores: timings are "
-          f"pessimistic when it exceeds the core count)")
+
+    print(f"Fig. 3(a) sweep{' (--quick)' if args.quick else ''}, {args.workers} workers, {os.cpu_count()} cores, "
+          f"load {os.getloadavg()[0]:.1f}", flush=True)
+    st = run_sweep(args, stack=True)
+    print(describe(f"tfflat sweep (stacks) --workers {args.workers}", st, args.workers) +
+          " (goal: 55 points <= 30 s wall idle)", flush=True)
+    if args.skip_per_point:
+        return
+    print(f"load {os.getloadavg()[0]:.1f}", flush=True)
+    pp = run_sweep(args, stack=False)
+    print(describe(f"tfflat sweep --no-stack --workers {args.workers}", pp, args.workers), flush=True)
+    print(f"speed-up of the stacks: wall {pp['wall'] / st['wall']:.2f}x, CPU {pp['cpu'] / st['cpu']:.2f}x; "
+          + compare(pp["records"], st["records"]))
+    print(f"load now {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -37,8 +37,11 @@ def _load(config, quick, data_dir, measures=None):
 @devices_option
 @click.option("--quick", is_flag=True, help="Apply the config's [quick] section (small sizes, minutes on a laptop).")
 @click.option("--measures", default=None, metavar="all|NAME,...|none", help=MEASURES_HELP)
+@click.option("--stack/--no-stack", default=True, show_default=True,
+              help="Train and measure the points of a plain-SGD FCN sweep that share a seed as one stack (the "
+                   "same records to float rounding, faster); --no-stack: point by point.")
 @click.option("--json", "as_json", is_flag=True, help="Print a one-object JSON summary.")
-def sweep(config, out, data_dir, shard, workers, tensorboard, devices, quick, measures, as_json):
+def sweep(config, out, data_dir, shard, workers, tensorboard, devices, quick, measures, stack, as_json):
     """Attack-set sweep: train every (optimizer, |A|, seed) point to zero error and measure
     sharpness, Hessian measures, log P(f) and (--measures) the flatness zoo there (Figs. 3, 4, S9, S16–S24)."""
     from tfflat.experiments import results
@@ -59,7 +62,7 @@ def sweep(config, out, data_dir, shard, workers, tensorboard, devices, quick, me
     try:
         with scope(devices):          # this process (workers = 1, or the kernel before the workers start)
             s = sw.run(exp, out, shard_spec, workers=workers, progress=progress, tensorboard=tensorboard,
-                       devices=devices)
+                       devices=devices, stack=stack)
     finally:
         bar.close()
     emit(s, as_json, [

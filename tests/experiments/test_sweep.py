@@ -102,7 +102,9 @@ def test_tiny_sweep_matches_single_runs(tmp_path, mnist, data_dir):
     assert splits.indices["S"] == meta["indices"]["S"] and splits.indices["E"] == meta["indices"]["E"]
     sh = sharpness(model, splits.x_train, splits.y_train, zeta=1e-4, lr=1e-3, epochs=2, batch_size=32, seed=1,
                    max_epochs=2)
-    assert sh.sharpness == pytest.approx(rec["sharpness"], rel=1e-6)
+    # the sweep measured the networks of seed 1 side by side (a stack): float32 sums in another order,
+    # amplified by the difference max_loss − loss in the sharpness (compare tests/flatness/test_sharpness_batched.py)
+    assert sh.sharpness == pytest.approx(rec["sharpness"], rel=1e-4)
     # the convergence fields against an independent float64 corner and the record's own numbers
     loss, corner = corner_truth(model, splits.x_train, splits.y_train, 1e-4)
     assert rec["sharpness_loss"] == pytest.approx(loss, rel=1e-5) and rec["corner_loss"] == pytest.approx(corner, rel=1e-5)

@@ -45,6 +45,7 @@ class Session:
         self._model = None
         self._kernel, self.kernel_cache = None, kernel_cache
         self._logits_fn, self._gp = None, None
+        self._rates = {}
         first = self.splits(exp.data.attack_sizes[0])
         self.x_se = np.concatenate([first.x_train, first.x_test])
         self.y_s, self.n_s, self.y_e = first.y_train, len(first.y_train), first.y_test
@@ -119,6 +120,65 @@ class Session:
             self._trainers.popitem(last=False)
         return trainer
 
+    # ------------------------------------------------------------ stacks: many points trained at once
+    def stack_rate(self, optimizer: str) -> float | None:
+        """The SGD step if the points of ``optimizer`` can train as one stack
+        (:func:`tfflat.training.batched.train_fcns`: a plain ReLU FCN with one logit, plain minibatch SGD,
+        one A for all seeds); else ``None`` (the points train one by one)."""
+        exp = self.exp
+        if exp.data.attack_resample or self.spec.get("kind") != "fcn" or optimizer == "gd":
+            return None
+        if optimizer not in self._rates:
+            from tfflat.training import batched, optimizers
+
+            opt = optimizers.make(optimizer, exp.train.learning_rate, **exp.train.opt_args)
+            if self._model is None:
+                self.model(exp.train.seeds[0])
+            self._rates[optimizer] = (float(opt.get_config()["learning_rate"])
+                                      if batched.plain_sgd(self._model, opt) else None)
+        return self._rates[optimizer]
+
+    def train_stack(self, optimizer: str, members, overtrain) -> list:
+        """Train the points ``members = [(|A|, seed), …]`` of ``optimizer`` as one stack, keeping the
+        weights at every overtraining offset in ``overtrain``; each network equals :meth:`train`'s bit for
+        bit. Returns :class:`tfflat.training.batched.MemberResult` per member. Needs :meth:`stack_rate`."""
+        from tfflat.training import batched
+
+        t = self.exp.train
+        out, parts = [None] * len(members), {}
+        for i, (a, _) in enumerate(members):     # |S ∪ A| below the batch size: that many per step
+            parts.setdefault(min(t.batch_size, self.n_s + a), []).append(i)
+        for part in parts.values():
+            trained = batched.train_fcns(self.spec, self.splits(max(self.exp.data.attack_sizes)),
+                                         [members[i] for i in part], learning_rate=self.stack_rate(optimizer),
+                                         batch_size=t.batch_size, max_epochs=t.max_epochs, overtrain=overtrain,
+                                         stop_on=t.stop_on)
+            for i, r in zip(part, trained):
+                out[i] = r
+        return out
+
+    def holding(self, weights):
+        """The session's model holding ``weights`` (``get_weights()`` order)."""
+        self._model.set_weights(weights)
+        return self._model
+
+    def sharpness_stack(self, weights: list, seeds: list) -> list | None:
+        """:meth:`measure`'s sharpness fields (one list per ζ) of many FCNs at once
+        (:func:`tfflat.flatness.batched.sharpness_fcns`, the networks of one seed side by side), equal
+        to :meth:`measure`'s to float32 rounding; ``None`` when the sharpness is off or not ``sgd``."""
+        sh = self.exp.sharpness
+        if not sh.enabled or sh.method != "sgd" or not weights:
+            return None
+        from tfflat.flatness import batched
+
+        x_s, out = self.x_se[:self.n_s], [[] for _ in weights]
+        for zeta in sh.zeta:
+            for k, r in enumerate(batched.sharpness_fcns(weights, x_s, self.y_s, zeta=zeta, lr=sh.lr, epochs=sh.epochs,
+                                                         batch_size=sh.batch_size, seeds=seeds, rtol=sh.rtol,
+                                                         window=sh.window, max_epochs=sh.max_epochs)):
+                out[k].append(sharpness_fields(r, zeta, r.seconds))
+        return out
+
     # ------------------------------------------------------------ measurements
     def logits_se(self, model) -> np.ndarray:
         """Inference-mode logits on S + E (dense networks: one compiled call, traced once per session)."""
@@ -156,19 +216,20 @@ class Session:
                 {"gp_test_error": None}
         return self._gp
 
-    def measure(self, model, seed: int = 0) -> tuple[dict, list[dict]]:
+    def measure(self, model, seed: int = 0, sharpness: list | None = None) -> tuple[dict, list[dict]]:
         """Hessian measures, log P(f) and ``[flatness]``'s measures of the zoo (:func:`zoo_fields`) of
-        ``model`` now, and its sharpness at every configured ζ.
+        ``model`` now, and its sharpness at every configured ζ (or ``sharpness``, those fields measured
+        already, e.g. by :meth:`sharpness_stack`).
 
         f = the network's labels on S + E (on S these are the true labels once the training error is
         zero). Returns (flat dict, one flat dict per ζ); switched-off measurements are absent.
         """
-        exp, sharp = self.exp, []
+        exp, sharp = self.exp, list(sharpness or [])
         f = (self.logits_se(model) >= 0).astype(np.int64)
         out = {"function_hash": function_hash(f), "function_errors_S": int(np.sum(f[:self.n_s] != self.y_s))}
         x_s, y_s = self.x_se[:self.n_s], self.y_s
         sh = exp.sharpness
-        if sh.enabled:
+        if sh.enabled and sharpness is None:
             from tfflat import flatness
 
             for zeta in sh.zeta:

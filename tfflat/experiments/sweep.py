@@ -11,10 +11,18 @@ seed, overtraining epoch), and keeps the sharpness ascent's convergence: ``sharp
 seed of an |A| trains on its own A (recorded in the sidecar).
 
 Parallelism: ``shard=(i, n)`` runs every n-th point (cluster job arrays; :mod:`tfflat.experiments.shards`
-merges their files); ``workers=k`` starts k worker processes on this machine that take points from a
-queue (each keeps its TensorFlow, data, kernel and compiled training steps for all its points). With
-GPUs, worker i is pinned to one GPU (``CUDA_VISIBLE_DEVICES``, round robin over ``devices``: one worker
-per GPU when k equals their number; :func:`tfflat.devices.worker_env`), memory growth on.
+merges their files); ``workers=k`` starts k worker processes on this machine that take points (or
+stacks of points, below) from a queue (each keeps its TensorFlow, data, kernel and compiled training
+steps for all its points). With GPUs, worker i is pinned to one GPU (``CUDA_VISIBLE_DEVICES``, round
+robin over ``devices``: one worker per GPU when k equals their number; :func:`tfflat.devices.worker_env`),
+memory growth on.
+
+Stacks: the points of an FCN sweep under plain SGD that share a seed (all |A|; with k workers, k
+parts of them) train as one stack (:func:`tfflat.training.batched.train_fcns`, each network bit for
+bit the point-by-point trainer's) and their sharpness ascents run side by side
+(:func:`tfflat.flatness.batched.sharpness_fcns`, equal to float32 rounding); the other measures run
+per network. A stack's records are appended as its networks are measured; a run killed during a
+stack's training redoes that stack (``stack=False``: point by point, as for every other optimizer).
 """
 
 from __future__ import annotations
@@ -172,6 +180,84 @@ def run_point(session, point: Point, done: set[str], out, tensorboard=None) -> l
     return written
 
 
+# ---------------------------------------------------------------- points trained as stacks
+def stackable(exp, optimizer: str) -> bool:
+    """Whether the points of ``optimizer`` may train as stacks (:mod:`tfflat.training.batched`): an FCN
+    under plain minibatch SGD (no momentum), one A for all seeds (checked again on the built model by
+    :meth:`~tfflat.experiments.session.Session.stack_rate`)."""
+    from tfflat.training import optimizers
+
+    if exp.data.attack_resample or not exp.model.name.startswith("fcn") or optimizer != "sgd":
+        return False
+    params = optimizers.resolve(optimizer, exp.train.learning_rate, **exp.train.opt_args)
+    return set(params) - {"learning_rate", "momentum", "nesterov"} == set() and not params.get("momentum") \
+        and not params.get("nesterov")
+
+
+def batches(exp, points: list[Point], pieces: int = 1, stack: bool = True) -> list[list[Point]]:
+    """The units of work of a sweep: the points of one (optimizer, seed) that may train as a stack
+    (:func:`stackable`; they share S, E and, for the sharpness, the minibatch order), split into
+    ``pieces`` parts of their |A|; every other point (all, with ``stack=False``) alone. In the order
+    of ``points``."""
+    out, groups = [], {}
+    for p in points:
+        if stack and stackable(exp, p.optimizer):
+            if (p.optimizer, p.seed) not in groups:
+                groups[(p.optimizer, p.seed)] = [[] for _ in range(max(1, pieces))]
+                out.extend(groups[(p.optimizer, p.seed)])
+            parts = groups[(p.optimizer, p.seed)]
+            min(parts, key=len).append(p)
+        else:
+            out.append([p])
+    return [b for b in out if b]
+
+
+def run_batch(session, points: list[Point], done: set[str], out, tensorboard=None) -> list[dict]:
+    """Run points of one optimizer as one stack (:meth:`Session.train_stack`, then the sharpness of
+    the networks of each seed side by side, :meth:`Session.sharpness_stack`) and append each point's
+    records as :func:`run_point` would (equal to float rounding); a single point, or points that do
+    not qualify (:meth:`Session.stack_rate`), run one by one through :func:`run_point`."""
+    exp = session.exp
+    todo_points = [p for p in points if any(k not in done for k in point_keys(exp, p))]
+    if len(todo_points) < 2 or session.stack_rate(todo_points[0].optimizer) is None:
+        return [r for p in todo_points for r in run_point(session, p, done, out, tensorboard)]
+    offsets = sorted(exp.train.overtrain_epochs)
+    trained = session.train_stack(todo_points[0].optimizer, [(p.attack_size, p.seed) for p in todo_points], offsets)
+    written = []
+
+    def write(point, rec):
+        runs.append_jsonl(out, rec)
+        done.add(rec["key"])
+        written.append(rec)
+        if tensorboard is not None and rec["status"] == "ok":
+            from tfflat.experiments.tensorboard import tags
+
+            tensorboard.write(tensorboard_run(point, rec["overtrain"]), point.attack_size, tags(rec))
+
+    for over in offsets:
+        reached = [(p, r) for p, r in zip(todo_points, trained) if p.key(over) not in done and over in r.snapshots]
+        sharp = session.sharpness_stack([r.snapshots[over].weights for _, r in reached], [p.seed for p, _ in reached])
+        for i, (p, r) in enumerate(reached):
+            snap = r.snapshots[over]
+            t0 = time.perf_counter()
+            common, fields = session.measure(session.holding(snap.weights), seed=p.seed,
+                                             sharpness=None if sharp is None else sharp[i])
+            dt = time.perf_counter() - t0 + (fields[0]["seconds_sharpness"] if sharp is not None and fields else 0.0)
+            train_s = snap.record["seconds"]
+            write(p, {"key": p.key(over), **base_record(exp, p), "status": "ok", "overtrain": over, "epoch": snap.epoch,
+                      "zero_error_epoch": r.zero_error_epoch, **_accuracies(snap.record),
+                      **common, **(fields[0] if fields else {}), "seconds_train": train_s, "seconds": train_s + dt})
+    for p, r in zip(todo_points, trained):
+        # no zero error within max_epochs, or max_epochs reached before an overtraining epoch: recorded, not retried
+        status = "no_zero_error" if r.zero_error_epoch is None else "max_epochs_reached"
+        for over in offsets:
+            if p.key(over) not in done:
+                write(p, {"key": p.key(over), **base_record(exp, p), "status": status, "overtrain": over,
+                          "epoch": r.epochs, "zero_error_epoch": r.zero_error_epoch, **_accuracies(r.final.record),
+                          "seconds_train": r.seconds, "seconds": r.seconds})
+    return written
+
+
 def _accuracies(rec: dict) -> dict:
     acc_e = rec["acc_E"]
     return {"train_accuracy": rec["acc_S"], "attack_accuracy": rec["acc_A"], "test_accuracy": acc_e,
@@ -182,9 +268,12 @@ def _accuracies(rec: dict) -> dict:
 # ---------------------------------------------------------------- the whole sweep
 def run(exp, out, shard_spec: tuple[int, int] = (1, 1), workers: int = 1, task=None,
         progress: Callable[[int, int, str], None] | None = None, tensorboard: str | None = None,
-        devices=None) -> dict:
+        devices=None, stack: bool = True) -> dict:
     """Run (or resume) the sweep's share ``shard_spec`` with ``workers`` processes; append to ``out``.
     ``devices``: the GPUs the workers are pinned to (a :mod:`tfflat.devices` spec; default all visible).
+    ``stack``: train and measure the points of a plain-SGD FCN sweep that share a seed as stacks
+    (:func:`batches`, :func:`run_batch`: the same records to float rounding, several times faster);
+    ``False``: every point alone (:func:`run_point`).
 
     With ``tensorboard`` (a folder), every record made now is also written as TensorBoard scalars
     (:mod:`tfflat.experiments.tensorboard`; each worker writes its own event files).
@@ -203,7 +292,8 @@ def run(exp, out, shard_spec: tuple[int, int] = (1, 1), workers: int = 1, task=N
     points = grid(exp)
     share = shard(points, *shard_spec)
     with Claims(out) as claims:
-        return _run_claimed(exp, out, task, points, share, done, claims, workers, progress, tensorboard, devices, t0)
+        return _run_claimed(exp, out, task, points, share, done, claims, workers, progress, tensorboard, devices,
+                            stack, t0)
 
 
 class Claims:
@@ -238,7 +328,8 @@ class Claims:
         self.fd = None
 
 
-def _run_claimed(exp, out, task, points, share, done, claims, workers, progress, tensorboard, devices, t0) -> dict:
+def _run_claimed(exp, out, task, points, share, done, claims, workers, progress, tensorboard, devices, stack,
+                 t0) -> dict:
     index = {p: i for i, p in enumerate(points)}
     pending = todo(exp, share, done)
     others = [p for p in pending if not claims.take(index[p])]
@@ -260,11 +351,13 @@ def _run_claimed(exp, out, task, points, share, done, claims, workers, progress,
             n = summary["skipped"]
             writer = ScalarWriter(tensorboard) if tensorboard else None
             try:
-                for p in pending:
-                    run_point(session, p, done, out, writer)
-                    n += 1
+                for batch in batches(exp, pending, stack=stack):
+                    run_batch(session, batch, done, out, writer)
+                    n += len(batch)
                     if progress:
-                        progress(n, len(share), f"|A|={p.attack_size} seed {p.seed} {p.optimizer}")
+                        p = batch[-1]
+                        progress(n, len(share), f"|A|={p.attack_size} seed {p.seed} {p.optimizer}"
+                                 + (f" (a stack of {len(batch)})" if len(batch) > 1 else ""))
             finally:
                 if writer is not None:
                     writer.close()
@@ -274,7 +367,7 @@ def _run_claimed(exp, out, task, points, share, done, claims, workers, progress,
 
                 Session(exp, task, kernel_cache=results.kernel_cache(out)).kernel()
             summary["pinned"] = _run_workers(exp, out, pending, workers, summary["skipped"], len(share), progress,
-                                             tensorboard, devices)
+                                             tensorboard, devices, stack)
     summary["records"] = len(results.finished_keys(out))
     summary["seconds"] = time.perf_counter() - t0
     return summary
@@ -296,7 +389,7 @@ def _die_with_parent() -> None:
 
 
 def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total: int, progress,
-                 tensorboard: str | None = None, devices=None) -> list:
+                 tensorboard: str | None = None, devices=None, stack: bool = True) -> list:
     """Feed ``pending`` points to ``workers`` child processes, preferring a child's last (optimizer, |A|)
     so each compiles few training steps. Threads are split evenly between the children; with GPUs each
     child is pinned to one (:func:`tfflat.devices.worker_env`). Returns each child's CUDA_VISIBLE_DEVICES."""
@@ -313,7 +406,7 @@ def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total
                               text=True, bufsize=1,
                               preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
              for log, pin in zip(logs, pins)]
-    queue = list(pending)
+    queue = batches(exp, pending, pieces=workers, stack=stack)
     last: dict[int, tuple] = {}
     finished = start
 
@@ -322,10 +415,10 @@ def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total
             proc.stdin.close()
             return False
         prefer = last.get(i)
-        j = next((k for k, p in enumerate(queue) if (p.optimizer, p.attack_size) == prefer), 0)
-        p = queue.pop(j)
-        last[i] = (p.optimizer, p.attack_size)
-        proc.stdin.write(json.dumps([p.optimizer, p.attack_size, p.seed]) + "\n")
+        j = next((k for k, b in enumerate(queue) if (b[0].optimizer, b[0].attack_size) == prefer), 0)
+        batch = queue.pop(j)
+        last[i] = (batch[0].optimizer, batch[0].attack_size)
+        proc.stdin.write(json.dumps([[p.optimizer, p.attack_size, p.seed] for p in batch]) + "\n")
         proc.stdin.flush()
         return True
 
@@ -357,9 +450,9 @@ def _run_workers(exp, out, pending: list[Point], workers: int, start: int, total
                     continue
                 msg = json.loads(line[len(_MSG):])
                 if "done" in msg:
-                    finished += 1
+                    finished += len(msg["done"])
                     if progress:
-                        a, s, o = msg["done"][1], msg["done"][2], msg["done"][0]
+                        o, a, s = msg["done"][-1]
                         progress(finished, total, f"|A|={a} seed {s} {o}")
                     give(i, proc)
     finally:
@@ -384,11 +477,11 @@ def _worker(out: str, config_path: str | None, tensorboard: str | None = None) -
     writer = ScalarWriter(tensorboard) if tensorboard else None
     try:
         for line in sys.stdin:
-            opt, a, s = json.loads(line)
+            batch = json.loads(line)
             if session is None:
                 session = Session(exp, kernel_cache=results.kernel_cache(out))
-            run_point(session, Point(opt, int(a), int(s)), done, out, writer)
-            sys.stdout.write(_MSG + json.dumps({"done": [opt, a, s]}) + "\n")
+            run_batch(session, [Point(o, int(a), int(s)) for o, a, s in batch], done, out, writer)
+            sys.stdout.write(_MSG + json.dumps({"done": batch}) + "\n")
             sys.stdout.flush()
     finally:
         if writer is not None:

@@ -331,12 +331,18 @@ def warn_not_converged(note: str | None, stacklevel: int = 3) -> None:
 # ---- sgd: projected ascent, one compiled call per epoch -----------------------------------------
 
 def _sgd(prob, loss, zeta, lr, epochs, max_epochs, rtol, window, batch_size, seed, track, callback):
-    """Run the compiled epoch, carrying (Δ, running max): ``epochs`` times, then on until the last
-    ``window`` epochs (ending at the ``epochs``-th or a later one) raised the rise best − loss by
-    ≤ ``rtol`` of it, at most ``max_epochs`` in all (a host sync per epoch near and after the
-    ``epochs``-th). Returns (max loss, trace, stopped by the tolerance)."""
+    """Run the compiled epoch, carrying (Δ, running max), under the stopping rule of :func:`until_still`.
+    Returns (max loss, trace, stopped by the tolerance).
+
+    Plain ReLU FCNs take the written-out path of :mod:`tfflat.flatness.batched` (same steps, same rule,
+    less arithmetic: one first-layer product per step, inputs that are zero on S dropped)."""
     import tensorflow as tf
 
+    from tfflat.flatness import batched
+
+    if prob.jit and batched.plain_fcn(prob.template):
+        return batched.ascent([w.numpy() for w in prob.w0], prob.x.numpy(), prob.y.numpy(), loss, zeta, lr, epochs,
+                              batch_size, seed, track, callback, max_epochs=max_epochs, rtol=rtol, window=window)
     epoch = objective.compiled(prob, "ascent_epoch", _ascent_epoch)
     args = (prob.w0, prob.state, prob.data, tf.constant(zeta, tf.float32), tf.constant(lr, tf.float32))
     statics = dict(batch_size=batch_size, chunk=prob.chunk, per_step=track == "step")
@@ -363,11 +369,20 @@ def until_still(advance, loss: float, epochs: int, max_epochs: int, rtol: float,
         if callback is not None:
             callback(e + 1, float(best))
         if e + 1 + window >= epochs:        # the change over the last `window` epochs, from the epochs-th on
-            now = values[e] = float(best)
-            if e + 1 >= epochs and now - values.get(e - window, loss) <= rtol * (now - loss):
+            values[e] = float(best)
+            if still(values, e, loss, epochs, rtol, window):
                 stopped = True
                 break
     return float(best), np.array([float(b) for b in trace]), stopped
+
+
+def still(values, e: int, loss, epochs: int, rtol: float, window: int):
+    """The rule's test after epoch ``e`` (0-based): ``values[e]`` (the running maximum; for a stack,
+    arrays over its networks) rose by ≤ ``rtol`` of its rise above ``loss`` over the last ``window``
+    epochs, at or after the ``epochs``-th."""
+    now = values[e]
+    before = values[e - window] if e - window >= 0 else loss
+    return (e + 1 >= epochs) & (now - before <= rtol * (now - loss))
 
 
 def _ascent_epoch(template, jit):
@@ -414,8 +429,16 @@ def _ascent_epoch(template, jit):
 # ---- lbfgsb: scipy's L-BFGS-B on a compiled loss-and-gradient --------------------------------------
 
 def _value_grad(template, jit):
-    """Build ``(w0, state, data, Δ flat) -> (L(w0 + Δ), ∇L flat)`` over the whole data set."""
+    """Build ``(w0, state, data, Δ flat) -> (L(w0 + Δ), ∇L flat)`` over the whole data set.
+
+    Plain ReLU FCNs get the written-out :func:`tfflat.flatness.batched.value_grad`, run eagerly: it is
+    called a few times (L-BFGS-B: tens), so tracing and compiling it would cost more than it saves."""
     import tensorflow as tf
+
+    from tfflat.flatness import batched
+
+    if jit and batched.plain_fcn(template):
+        return batched.value_grad
 
     def value_grad(w0, state, data, delta, *, chunk):
         _, y, xp, yp, mp = data

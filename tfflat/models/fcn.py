@@ -33,15 +33,35 @@ def fcn(input_shape, widths=(40, 40), sigma_w: float = math.sqrt(2.0), sigma_b: 
     d = math.prod(input_shape)
     inputs = keras.Input(tuple(input_shape))
     h = keras.layers.Flatten(name="flatten")(inputs)
-    fan_ins = (d,) + widths
-    for i, units in enumerate(widths + (1,)):
-        s = None if seed is None else seed * 1000 + 2 * i
+    for i, (units, (kernel, bias)) in enumerate(zip(widths + (1,), _initializers(d, widths, sigma_w, sigma_b, seed))):
         h = keras.layers.Dense(
             units, activation="relu" if i < len(widths) else None, name=f"dense_{i}" if i < len(widths) else "logit",
-            kernel_initializer=keras.initializers.RandomNormal(0.0, sigma_w / math.sqrt(fan_ins[i]), seed=s),
-            bias_initializer=keras.initializers.RandomNormal(0.0, sigma_b, seed=None if s is None else s + 1),
-        )(h)
+            kernel_initializer=kernel, bias_initializer=bias)(h)
     return keras.Model(inputs, h, name=name)
+
+
+def _initializers(d: int, widths: tuple, sigma_w: float, sigma_b: float, seed: int | None) -> list:
+    """(kernel, bias) initializers of each Dense layer of :func:`fcn`."""
+    fan_ins, out = (d,) + widths, []
+    for i in range(len(widths) + 1):
+        s = None if seed is None else seed * 1000 + 2 * i
+        out.append((keras.initializers.RandomNormal(0.0, sigma_w / math.sqrt(fan_ins[i]), seed=s),
+                    keras.initializers.RandomNormal(0.0, sigma_b, seed=None if s is None else s + 1)))
+    return out
+
+
+def initial_weights(input_shape, widths=(40, 40), sigma_w: float = math.sqrt(2.0), sigma_b: float = 1.0,
+                    seed: int = 0) -> list:
+    """``fcn(input_shape, widths, sigma_w, sigma_b, seed).get_weights()`` without building the model
+    (the same initializers; ~25x faster, for sweeps that train many FCNs as one stack)."""
+    import numpy as np
+
+    widths = tuple(int(w) for w in widths)
+    fan_ins, out = (math.prod(input_shape),) + widths, []
+    for i, (kernel, bias) in enumerate(_initializers(fan_ins[0], widths, sigma_w, sigma_b, seed)):
+        units = (widths + (1,))[i]
+        out += [np.asarray(kernel((fan_ins[i], units)), np.float32), np.asarray(bias((units,)), np.float32)]
+    return out
 
 
 def reinitialize(model: keras.Model, spec: dict, seed: int) -> None:

@@ -72,7 +72,7 @@ class Trainer:
 
         from tfflat import devices
         from tfflat.models.heads import LOGIT
-        from tfflat.training import replicas
+        from tfflat.training import batched, replicas
 
         n = len(y_fit)
         if n == 0:
@@ -127,6 +127,9 @@ class Trainer:
             self._epoch = replicas.replicated_epoch(strategy if replicated else tf.distribute.get_strategy(), net,
                                                     optimizer, loss_fn, self.x, self.y, n, bs, self.batches, steps,
                                                     scale_loss=self.precision == "mixed_float16")
+        elif fused and self.head.name == "logit" and batched.plain_sgd(model, optimizer):
+            # the same steps, written out (tfflat.training.batched)
+            self._epoch = batched.variable_epoch(variables, optimizer, self.x, self.y, self.x_eval, bs, self.batches)
         else:
             self._epoch = tf.function(epoch, jit_compile=self.jit,
                                       input_signature=[tf.TensorSpec([n], tf.int32)])
