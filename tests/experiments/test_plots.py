@@ -178,6 +178,8 @@ def test_cli_plot_temporal_summarises_the_rescaling(tmp_path, capsys):
     assert "α=5.9 (W1/α) at epoch 30: sharpness 1.259 → 100" in out
     check_figure_files(sorted((tmp_path / "figs").glob("temporal_t_sgd_A0_seed0.*")))
     summary = json.loads((tmp_path / "figs" / "temporal_summary.json").read_text())
+    assert summary["table"] == "temporal_summary" and summary["format_version"] >= 1
+    summary = summary["rows"]
     assert summary[0]["zero_error_epoch"] == 20 and summary[0]["log10_prior_before"] == summary[0]["log10_prior_after"]
 
 

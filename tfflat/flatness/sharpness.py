@@ -380,9 +380,11 @@ def still(values, e: int, loss, epochs: int, rtol: float, window: int):
     """The rule's test after epoch ``e`` (0-based): ``values[e]`` (the running maximum; for a stack,
     arrays over its networks) rose by ≤ ``rtol`` of its rise above ``loss`` over the last ``window``
     epochs, at or after the ``epochs``-th."""
+    if e + 1 < epochs:
+        return False
     now = values[e]
     before = values[e - window] if e - window >= 0 else loss
-    return (e + 1 >= epochs) & (now - before <= rtol * (now - loss))
+    return now - before <= rtol * (now - loss)
 
 
 def _ascent_epoch(template, jit):
