@@ -105,7 +105,7 @@ def cli():
       tfflat prior runs/a100
     """
     ctx = click.get_current_context()
-    args = sys.argv[1:]
+    args = (ctx.obj or {}).get("argv", sys.argv[1:])
     numpy_only = ctx.invoked_subcommand == "prior" and any(a.split("=")[0] == "--kernel-file" for a in args)
     if ctx.invoked_subcommand and not numpy_only and not any(a in ("-h", "--help") for a in args):
         quiet_tensorflow_import()      # (EP on a kernel file needs only NumPy/SciPy: no TensorFlow start-up)
@@ -120,7 +120,8 @@ def main(argv=None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.formatwarning = _one_line     # a library warning during a long job: one line, not a stack frame
     try:
-        cli.main(args=argv, prog_name="tfflat", standalone_mode=False)
+        cli.main(args=argv, prog_name="tfflat", standalone_mode=False,
+                 obj={"argv": sys.argv[1:] if argv is None else [str(a) for a in argv]})
     except UserError as err:
         click.echo(f"error: {flag_text(err, argv)}", err=True)
         sys.exit(2)

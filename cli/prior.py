@@ -3,6 +3,7 @@ data, or a kernel and labels you bring."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -103,7 +104,8 @@ def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed,
     where, kind = None, None
     sampling = {"batchnorm": batchnorm, **({} if kernel_init == "default" else {"init": kernel_init})}
     try:
-        with echo_warnings(), scope(devices):
+        # a kernel file needs no TensorFlow (EP is NumPy/SciPy; its GPU backend picks its own device)
+        with echo_warnings(), (scope(devices) if model is not None else contextlib.nullcontext()):
             if model is not None:
                 from tfflat.prior import log_prior_of_model, log_prior_of_run
 

@@ -142,3 +142,20 @@ def test_bad_input_is_one_line_exit_2(tmp_path, run_cli):
         code, out, err = run_cli(["prior", *args])
         assert code == 2, (args, out, err)
         assert err.count("\n") == 1 and err.startswith("error: ") and message in err, (args, err)
+
+
+def test_prior_of_a_kernel_file_starts_without_tensorflow(tmp_path):
+    """`tfflat prior --kernel-file` is NumPy/SciPy only: the command never imports TensorFlow (start-up
+    is most of a small job's time)."""
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "k.npy", np.eye(4) + 0.5)
+    np.save(tmp_path / "y.npy", np.array([0, 1, 1, 0]))
+    code = ("import sys; from tfflat_cli.main import main; "
+            f"main(['prior', '--kernel-file', {str(tmp_path / 'k.npy')!r}, '--labels', {str(tmp_path / 'y.npy')!r}, "
+            "'--json']); print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout
+    assert '"log10_prior"' in out.stdout
