@@ -104,7 +104,12 @@ def prior(model, data_file, dataset, data_dir, train_size, test_size, data_seed,
     where, kind = None, None
     sampling = {"batchnorm": batchnorm, **({} if kernel_init == "default" else {"init": kernel_init})}
     try:
-        # a kernel file needs no TensorFlow (EP is NumPy/SciPy; its GPU backend picks its own device)
+        # a kernel file needs no TensorFlow (EP is NumPy/SciPy; its GPU backend picks its own device):
+        # --devices is only checked
+        if model is None:
+            from tfflat.devices import parse
+
+            parse(devices)
         with echo_warnings(), (scope(devices) if model is not None else contextlib.nullcontext()):
             if model is not None:
                 from tfflat.prior import log_prior_of_model, log_prior_of_run
