@@ -242,6 +242,22 @@ def value_grad_part(template, w0, state, d):
     return part
 
 
+def minibatch_grad(template, w0, state, d, x, y, idx, mean: bool = True):
+    """∂/∂Δ of the loss at w0 + Δ (``d``) over the examples ``idx`` of (x, y) (−1: padding, left out):
+    the mean (``mean``) or the sum (to be reduced over replicas first) — one step of the sharpness ascent."""
+    import tensorflow as tf
+
+    mask = tf.cast(idx >= 0, tf.float32)
+    safe = tf.maximum(idx, 0)
+    xb, yb = tf.gather(x, safe), tf.gather(y, safe)
+    with tf.GradientTape() as tape:
+        tape.watch(d)
+        total = loss_sum(template, [w + dw for w, dw in zip(w0, d)], state, xb, yb, mask)
+        if mean:
+            total = total / tf.reduce_sum(mask)
+    return tape.gradient(total, d, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
 def hvp_part(template, w0, state, tangents):
     """``part(xb, yb, mb) -> [(∇² Σ loss) v …]`` at w0 over one chunk (``tangents``: v per weight),
     forward-over-reverse, for :func:`chunk_sum`."""

@@ -121,14 +121,7 @@ def sgd(prob, loss, zeta, lr, epochs, max_epochs, rtol, window, batch_size, seed
         x, y = xy
         k = tf.distribute.get_replica_context().replica_id_in_sync_group
         part = tf.reshape(tf.concat([idx, tf.fill([per * r - batch_size], -1)], 0), [r, per])[k]
-        mask = tf.cast(part >= 0, tf.float32)
-        safe = tf.maximum(part, 0)
-        xb, yb = tf.gather(x, safe), tf.gather(y, safe)
-        with tf.GradientTape() as tape:
-            tape.watch(delta)
-            ws = [w + dw for w, dw in zip(w0, delta)]
-            total = objective.loss_sum(tmpl, ws, state, xb, yb, mask)
-        return tape.gradient(total, delta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return objective.minibatch_grad(tmpl, w0, state, delta, x, y, part, mean=False)   # summed over replicas
 
     def replica_loss(w0, state, chunks, delta):
         ws = [w + dw for w, dw in zip(w0, delta)]

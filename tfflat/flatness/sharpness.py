@@ -404,14 +404,7 @@ def _ascent_epoch(template, jit):
                                        xp, yp, mp, chunk) / n
 
         def step(d, idx):
-            mask = tf.cast(idx >= 0, tf.float32)
-            safe = tf.maximum(idx, 0)
-            xb, yb = tf.gather(x, safe), tf.gather(y, safe)
-            with tf.GradientTape() as tape:
-                tape.watch(d)
-                ws = [w + dw for w, dw in zip(w0, d)]
-                batch_loss = objective.loss_sum(template, ws, state, xb, yb, mask) / tf.reduce_sum(mask)
-            grads = tape.gradient(batch_loss, d, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            grads = objective.minibatch_grad(template, w0, state, d, x, y, idx)
             return [tf.clip_by_value(dw + lr * g, -r, r) for dw, g, r in zip(d, grads, radius)]
 
         key = tf.stack([seed, index])
